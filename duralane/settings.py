@@ -1,0 +1,92 @@
+"""The one settings object, read from app settings (environment) at the edge."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LANES = ("high", "normal", "low")
+
+# Start deadlines per lane, in seconds: how long a submitted job may wait before
+# its first attempt starts. Overridable per lane by DURALANE_DEADLINE_<LANE>.
+DEFAULT_LANE_DEADLINES = {"high": 1.0, "normal": 60.0, "low": 3600.0}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob Duralane reads, with the app-setting name it comes from."""
+
+    # DURALANE_LANE: the lane this process serves; empty means all three, as on
+    # one machine. In Azure each lane's Function App sets its own.
+    lane: str = ""
+    # DURALANE_DATA_DIR: where the SQLite files live when no Cosmos DB is set.
+    data_dir: Path = Path(".duralane")
+    # DURALANE_SQLITE_PATH: the state store's file; defaults under data_dir.
+    sqlite_path: Path | None = None
+    # DURALANE_COSMOS_ENDPOINT / DURALANE_COSMOS_DATABASE: use Cosmos DB instead.
+    cosmos_endpoint: str = ""
+    cosmos_database: str = "duralane"
+    # DURALANE_COSMOS_KEY: only for the local stand-in; Azure uses identity.
+    cosmos_key: str = ""
+    # DURALANE_BLOB_ENDPOINT / DURALANE_BLOB_CONTAINER: claim-check storage.
+    blob_endpoint: str = ""
+    blob_container: str = "duralane-payloads"
+    # DURALANE_BLOB_CONNECTION_STRING: only for Azurite; Azure uses identity.
+    blob_connection_string: str = ""
+    # DURALANE_CLAIM_CHECK_BYTES: payloads larger than this go to Blob Storage.
+    claim_check_bytes: int = 192 * 1024
+    # DURALANE_FINISHED_JOB_TTL_SECONDS: how long finished jobs are kept.
+    finished_job_ttl_seconds: int = 30 * 24 * 3600
+    # DURALANE_DEADLINE_HIGH / _NORMAL / _LOW: start deadlines, in seconds.
+    lane_deadlines: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_LANE_DEADLINES)
+    )
+    # DURALANE_ALLOWED_TARGETS: comma-separated hosts or CIDRs that http and
+    # probe jobs may reach although they are loopback or private.
+    allowed_targets: tuple[str, ...] = ()
+    # DURALANE_API_KEY: required on function- and admin-level routes when the
+    # embedded runtime binds beyond loopback.
+    api_key: str = ""
+    # APPLICATIONINSIGHTS_CONNECTION_STRING: turns on telemetry export.
+    appinsights_connection_string: str = ""
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from app settings, the way Azure Functions exposes them."""
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("DURALANE_DATA_DIR", ".duralane"))
+        sqlite_path = env.get("DURALANE_SQLITE_PATH")
+        deadlines = dict(DEFAULT_LANE_DEADLINES)
+        for lane in LANES:
+            value = env.get(f"DURALANE_DEADLINE_{lane.upper()}")
+            if value:
+                deadlines[lane] = float(value)
+        allowed = env.get("DURALANE_ALLOWED_TARGETS", "")
+        return cls(
+            lane=env.get("DURALANE_LANE", ""),
+            data_dir=data_dir,
+            sqlite_path=Path(sqlite_path) if sqlite_path else None,
+            cosmos_endpoint=env.get("DURALANE_COSMOS_ENDPOINT", ""),
+            cosmos_database=env.get("DURALANE_COSMOS_DATABASE", "duralane"),
+            cosmos_key=env.get("DURALANE_COSMOS_KEY", ""),
+            blob_endpoint=env.get("DURALANE_BLOB_ENDPOINT", ""),
+            blob_container=env.get("DURALANE_BLOB_CONTAINER", "duralane-payloads"),
+            blob_connection_string=env.get("DURALANE_BLOB_CONNECTION_STRING", ""),
+            claim_check_bytes=int(env.get("DURALANE_CLAIM_CHECK_BYTES", 192 * 1024)),
+            finished_job_ttl_seconds=int(
+                env.get("DURALANE_FINISHED_JOB_TTL_SECONDS", 30 * 24 * 3600)
+            ),
+            lane_deadlines=deadlines,
+            allowed_targets=tuple(t.strip() for t in allowed.split(",") if t.strip()),
+            api_key=env.get("DURALANE_API_KEY", ""),
+            appinsights_connection_string=env.get(
+                "APPLICATIONINSIGHTS_CONNECTION_STRING", ""
+            ),
+        )
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite state store's file."""
+        return self.sqlite_path or self.data_dir / "state.sqlite3"
