@@ -91,6 +91,11 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_sub_queue
     ON messages (queue, sub_queue, sequence_number);
+-- The sweep on every receive looks for spent locks and expired messages.
+CREATE INDEX IF NOT EXISTS messages_by_lock
+    ON messages (queue, sub_queue, locked_until);
+CREATE INDEX IF NOT EXISTS messages_by_expiry
+    ON messages (queue, sub_queue, expires_at);
 CREATE TABLE IF NOT EXISTS message_ids (
     queue TEXT NOT NULL,
     message_id TEXT NOT NULL,
@@ -98,6 +103,7 @@ CREATE TABLE IF NOT EXISTS message_ids (
     sequence_number INTEGER NOT NULL,
     PRIMARY KEY (queue, message_id)
 );
+CREATE INDEX IF NOT EXISTS message_ids_by_age ON message_ids (queue, recorded_at);
 """
 
 
@@ -739,14 +745,16 @@ class ServiceBusQueueStore:
             "AND delivery_count >= ?",
             (queue, _ACTIVE, at, props.max_delivery_count),
         )
+        # Dead-letter times say when the message died, not when a sweep noticed.
         for row in spent:
+            assert row.locked_until is not None
             self._move_to_dead_letters(
                 conn,
                 row,
                 REASON_MAX_DELIVERY_COUNT_EXCEEDED,
                 f"Message lock expired on delivery {row.delivery_count}, and the "
                 f"queue allows {props.max_delivery_count} deliveries.",
-                at,
+                row.locked_until,
             )
 
         # Service Bus lets the holder of a lock settle an expired message, so
@@ -758,13 +766,15 @@ class ServiceBusQueueStore:
             (queue, _ACTIVE, at, at),
         )
         for row in expired:
+            assert row.expires_at is not None and row.time_to_live is not None
             if props.dead_lettering_on_expiration:
                 self._move_to_dead_letters(
                     conn,
                     row,
                     REASON_TTL_EXPIRED,
-                    "The message expired and was dead lettered.",
-                    at,
+                    f"Message outlived its time-to-live of {row.time_to_live:g} s "
+                    f"after {row.delivery_count} deliveries.",
+                    max(row.expires_at, row.locked_until or row.expires_at),
                 )
             else:
                 conn.execute(

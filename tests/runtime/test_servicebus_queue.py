@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -167,6 +170,7 @@ def test_lock_expiring_on_every_delivery_ends_in_dead_letters(store, clock):
     assert dead.dead_letter_reason == REASON_MAX_DELIVERY_COUNT_EXCEEDED
     assert "lock expired" in dead.dead_letter_description
     assert dead.delivery_count == 2
+    assert dead.dead_lettered_time == START + timedelta(seconds=20)
     assert store.queue_stats(queue).dead_lettered == 1
 
 
@@ -454,7 +458,7 @@ def test_naive_schedule_time_is_refused(store):
         store.send(queue, b"x", scheduled_enqueue_time=datetime(2030, 1, 1, 10))
 
 
-def _receive_all(stores, queue, total):
+def _receive_all(stores, queue):
     """Drain a queue from one thread per store, recording every lock handed out."""
     taken: list[int] = []
     taken_lock = threading.Lock()
@@ -483,7 +487,7 @@ def test_concurrent_receivers_never_share_a_locked_message(store):
     for index in range(200):
         store.send(queue, str(index).encode())
 
-    taken = _receive_all([store] * 4, queue, 200)
+    taken = _receive_all([store] * 4, queue)
 
     assert sorted(taken) == list(range(1, 201))
     assert Counter(taken).most_common(1)[0][1] == 1
@@ -496,9 +500,46 @@ def test_stores_over_one_file_never_share_a_locked_message(db_path, clock):
         for index in range(150):
             stores[index % 3].send(queue, str(index).encode())
 
-        taken = _receive_all(stores, queue, 150)
+        taken = _receive_all(stores, queue)
 
         assert sorted(taken) == list(range(1, 151))
     finally:
         for opened in stores:
             opened.close()
+
+
+DRAIN_SCRIPT = """
+import json, sys
+from duralane.runtime.servicebus import ServiceBusQueueStore
+
+taken = []
+with ServiceBusQueueStore(sys.argv[1]) as store:
+    while batch := store.receive(sys.argv[2], 2):
+        taken.extend(m.sequence_number for m in batch)
+print(json.dumps(taken))
+"""
+
+
+def test_processes_sharing_one_file_never_share_a_locked_message(db_path):
+    # Wall clock on both sides: a child process cannot share the stepped one.
+    with ServiceBusQueueStore(db_path) as store:
+        queue = new_queue(store)
+        for index in range(120):
+            store.send(queue, str(index).encode())
+
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", DRAIN_SCRIPT, str(db_path), queue],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        for _ in range(2)
+    ]
+    taken: list[int] = []
+    for child in children:
+        out, _ = child.communicate(timeout=120)
+        assert child.returncode == 0
+        taken.extend(json.loads(out))
+
+    assert sorted(taken) == list(range(1, 121))
