@@ -88,6 +88,14 @@ class _FieldSpec:
     high: int
     names: dict[str, int]
     allows_question_mark: bool = False
+    # Where `*` and an open-ended step stop; below `high` only for the
+    # day-of-week field, whose 7 is an alias of Sunday rather than an eighth day.
+    cycle_end: int | None = None
+
+    @property
+    def last_of_cycle(self) -> int:
+        """The value `*` and `N/step` run up to."""
+        return self.high if self.cycle_end is None else self.cycle_end
 
 
 _SECOND = _FieldSpec("second", 0, 59, {})
@@ -96,7 +104,9 @@ _HOUR = _FieldSpec("hour", 0, 23, {})
 _DAY_OF_MONTH = _FieldSpec("day-of-month", 1, 31, {}, allows_question_mark=True)
 _MONTH = _FieldSpec("month", 1, 12, _MONTH_NAMES)
 # 7 is accepted as Sunday and folded onto 0 after parsing.
-_DAY_OF_WEEK = _FieldSpec("day-of-week", 0, 7, _DAY_NAMES, allows_question_mark=True)
+_DAY_OF_WEEK = _FieldSpec(
+    "day-of-week", 0, 7, _DAY_NAMES, allows_question_mark=True, cycle_end=6
+)
 
 
 def _parse_value(spec: _FieldSpec, field_text: str, token: str) -> int:
@@ -145,7 +155,7 @@ def _parse_item(spec: _FieldSpec, field_text: str, item: str) -> set[int]:
         base = "*"
 
     if base == "*":
-        start, end = spec.low, spec.high
+        start, end = spec.low, spec.last_of_cycle
     elif "-" in base:
         start_text, _, end_text = base.partition("-")
         start = _parse_value(spec, field_text, start_text)
@@ -159,7 +169,7 @@ def _parse_item(spec: _FieldSpec, field_text: str, item: str) -> set[int]:
     else:
         start = _parse_value(spec, field_text, base)
         # A bare value with a step runs to the field's end, as in Vixie cron.
-        end = spec.high if slash else start
+        end = max(start, spec.last_of_cycle) if slash else start
     return set(range(start, end + 1, step))
 
 
