@@ -186,8 +186,11 @@ def _from_payload(payload: dict[str, Any], text: str) -> FailureInfo:
 
 
 def _clip(message: str) -> str:
-    """Cap a message's length, saying how much was dropped."""
+    """Cap a message at MAX_MESSAGE_CHARS, saying how much was dropped."""
     if len(message) <= MAX_MESSAGE_CHARS:
         return message
-    dropped = len(message) - MAX_MESSAGE_CHARS
-    return f"{message[:MAX_MESSAGE_CHARS]}… ({dropped} more characters)"
+    # The note counts itself in, so clipping an already clipped message (as
+    # decode_failure does) leaves it unchanged.
+    note_room = 40
+    kept = MAX_MESSAGE_CHARS - note_room
+    return f"{message[:kept]}… ({len(message) - kept} more characters)"

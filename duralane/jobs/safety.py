@@ -120,10 +120,11 @@ def address_refusal(address: IPAddress) -> str | None:
         return "a multicast address"
     if isinstance(address, ipaddress.IPv4Address) and address in _SHARED:
         return "a shared (carrier-grade NAT) address"
-    if address.is_private:
-        return "a private address"
+    # Python counts 240.0.0.0/4 as private too; name it by its real class.
     if address.is_reserved:
         return "a reserved address"
+    if address.is_private:
+        return "a private address"
     if not address.is_global:
         return "a non-global address"
     return None
