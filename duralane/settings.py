@@ -30,6 +30,9 @@ class Settings:
     cosmos_database: str = "duralane"
     # DURALANE_COSMOS_KEY: only for the local stand-in; Azure uses identity.
     cosmos_key: str = ""
+    # DURALANE_COSMOS_VERIFY_TLS: "false" only for the local stand-in, whose
+    # certificate is self-signed. Always true in Azure.
+    cosmos_verify_tls: bool = True
     # DURALANE_BLOB_ENDPOINT / DURALANE_BLOB_CONTAINER: claim-check storage.
     blob_endpoint: str = ""
     blob_container: str = "duralane-payloads"
@@ -71,6 +74,8 @@ class Settings:
             cosmos_endpoint=env.get("DURALANE_COSMOS_ENDPOINT", ""),
             cosmos_database=env.get("DURALANE_COSMOS_DATABASE", "duralane"),
             cosmos_key=env.get("DURALANE_COSMOS_KEY", ""),
+            cosmos_verify_tls=env.get("DURALANE_COSMOS_VERIFY_TLS", "true").lower()
+            not in ("false", "0", "no"),
             blob_endpoint=env.get("DURALANE_BLOB_ENDPOINT", ""),
             blob_container=env.get("DURALANE_BLOB_CONTAINER", "duralane-payloads"),
             blob_connection_string=env.get("DURALANE_BLOB_CONNECTION_STRING", ""),
