@@ -1,0 +1,877 @@
+"""Checks of Bicep templates that need no Bicep compiler, built on tree-sitter-bicep.
+
+Every check takes parsed templates and returns a list of problems, one readable
+line each; an empty list means the check passed. The real compiler and linter
+(`az bicep build`, `az deployment group what-if`) still run in the deploy
+workflow; these catch what can be caught on a machine without them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import tree_sitter_bicep
+from tree_sitter import Language, Node, Parser
+
+REPO = Path(__file__).resolve().parents[2]
+BICEP_DIR = REPO / "bicep"
+LANES = ("high", "normal", "low")
+
+_PARSER = Parser(Language(tree_sitter_bicep.language()))
+
+_DECLARATIONS = {
+    "parameter_declaration": "param",
+    "variable_declaration": "var",
+    "resource_declaration": "resource",
+    "module_declaration": "module",
+    "output_declaration": "output",
+    "type_declaration": "type",
+    "user_defined_function": "func",
+    "metadata_declaration": "metadata",
+}
+# Names a template may use without declaring them: namespaces of built-ins.
+_BUILTIN_NAMESPACES = {"sys", "az"}
+
+
+@dataclass
+class Template:
+    """One parsed .bicep file; `source` may be a seeded-fault snippet."""
+
+    path: Path
+    source: bytes
+    root: Node = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = _PARSER.parse(self.source).root_node
+
+    @classmethod
+    def from_text(cls, text: str, path: Path | None = None) -> Template:
+        """Parse a snippet as if it lived at `path` (for relative module paths)."""
+        return cls(path or BICEP_DIR / "snippet.bicep", text.encode())
+
+    @property
+    def name(self) -> str:
+        """The path as a reader would quote it."""
+        try:
+            return str(self.path.relative_to(REPO))
+        except ValueError:
+            return str(self.path)
+
+
+@cache
+def load(path: Path) -> Template:
+    """Parse a template file once per test session."""
+    return Template(path, path.read_bytes())
+
+
+def repo_templates() -> list[Template]:
+    """Every .bicep file under bicep/."""
+    return [load(p) for p in sorted(BICEP_DIR.rglob("*.bicep"))]
+
+
+# ---------------------------------------------------------------- tree helpers
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every node under `node`, depth first."""
+    yield node
+    for child in node.children:
+        yield from walk(child)
+
+
+def text(node: Node | None) -> str:
+    """The source text of a node, or '' for none."""
+    return node.text.decode() if node is not None and node.text is not None else ""
+
+
+def string_value(node: Node | None) -> str | None:
+    """The value of a plain string literal (no interpolation), else None."""
+    if node is None or node.type != "string":
+        return None
+    if any(c.type == "interpolation" for c in node.children):
+        return None
+    return "".join(text(c) for c in node.children if c.type == "string_content")
+
+
+def line(node: Node) -> int:
+    """The 1-based line a node starts on."""
+    return node.start_point[0] + 1
+
+
+def declarations(template: Template) -> Iterator[tuple[str, str, Node]]:
+    """(kind, name, node) of every declaration, nested child resources included."""
+    for node in walk(template.root):
+        kind = _DECLARATIONS.get(node.type)
+        if kind is None:
+            continue
+        name = next((c for c in node.children if c.type == "identifier"), None)
+        if name is not None:
+            yield kind, text(name), node
+
+
+def declared(template: Template, kind: str) -> dict[str, Node]:
+    """Declarations of one kind, by name."""
+    return {n: node for k, n, node in declarations(template) if k == kind}
+
+
+def decorators_of(node: Node) -> dict[str, Node]:
+    """A declaration's decorators by name (description, allowed, ...)."""
+    found: dict[str, Node] = {}
+    prev = node.prev_named_sibling
+    if prev is None or prev.type != "decorators":
+        return found
+    for decorator in prev.named_children:
+        call = next((c for c in decorator.named_children), None)
+        if call is None or call.type != "call_expression":
+            continue
+        callee = text(call.named_children[0]).removeprefix("sys.")
+        found[callee] = call
+    return found
+
+
+def call_arguments(call: Node) -> list[Node]:
+    """The argument expressions of a call_expression."""
+    args = next((c for c in call.children if c.type == "arguments"), None)
+    return [] if args is None else list(args.named_children)
+
+
+def body(declaration: Node) -> Node | None:
+    """The object a resource or module declaration assigns, unwrapping for/if."""
+    value = declaration.children[-1]
+    while value.type in {"for_statement", "if_statement"}:
+        value = value.named_children[-1]
+    return value if value.type == "object" else None
+
+
+def properties(obj: Node | None) -> dict[str, Node]:
+    """An object literal's properties: key to value node."""
+    result: dict[str, Node] = {}
+    if obj is None:
+        return result
+    for prop in obj.named_children:
+        if prop.type != "object_property" or len(prop.named_children) < 2:
+            continue
+        key = prop.named_children[0]
+        name = string_value(key) if key.type == "string" else text(key)
+        if name is not None:
+            result[name] = prop.named_children[-1]
+    return result
+
+
+def get(obj: Node | None, dotted: str) -> Node | None:
+    """The value at a dotted path of object literals, or None if absent."""
+    node = obj
+    for part in dotted.split("."):
+        if node is None or node.type != "object":
+            return None
+        node = properties(node).get(part)
+    return node
+
+
+def resources(template: Template) -> Iterator[tuple[str, str, Node, bool]]:
+    """(symbol, full type, declaration, is_existing) of every resource."""
+    parents: dict[int, str] = {}
+    for kind, name, node in declarations(template):
+        if kind != "resource":
+            continue
+        type_node = next(c for c in node.children if c.type == "string")
+        raw = string_value(type_node) or ""
+        outer = _enclosing_resource(node)
+        if outer is not None and "/" not in raw.split("@")[0]:
+            raw = f"{parents.get(outer.id, '')}/{raw}"
+        parents[node.id] = raw.split("@")[0]
+        is_existing = any(c.type == "existing" for c in node.children)
+        yield name, raw, node, is_existing
+
+
+def _enclosing_resource(node: Node) -> Node | None:
+    parent = node.parent
+    while parent is not None:
+        if parent.type == "resource_declaration":
+            return parent
+        parent = parent.parent
+    return None
+
+
+def resource_type(full: str) -> str:
+    """'Microsoft.Web/sites@2024-04-01' -> 'Microsoft.Web/sites'."""
+    return full.split("@")[0]
+
+
+# ---------------------------------------------------------------- syntax
+
+
+def syntax_errors(template: Template) -> list[str]:
+    """Every ERROR and MISSING node tree-sitter-bicep reports."""
+    problems = []
+    for node in walk(template.root):
+        if node.type == "ERROR" or node.is_missing:
+            what = "missing " + node.type if node.is_missing else "syntax error"
+            snippet = text(node)[:40].replace("\n", " ")
+            problems.append(f"{template.name}:{line(node)}: {what} near {snippet!r}")
+    return problems
+
+
+# ---------------------------------------------------------------- symbols
+
+
+def _bound_names(node: Node) -> set[str]:
+    """Names a for loop, lambda or function binds for the code inside it."""
+    names: set[str] = set()
+    if node.type == "for_statement":
+        children = node.children
+        for i, child in enumerate(children):
+            if child.type == "for" and i + 1 < len(children):
+                binder = children[i + 1]
+                if binder.type == "identifier":
+                    names.add(text(binder))
+                elif binder.type == "for_loop_parameters":
+                    names |= {text(c) for c in binder.named_children}
+    elif node.type == "lambda_expression":
+        binder = node.children[0]
+        if binder.type == "identifier":
+            names.add(text(binder))
+        else:
+            names |= {text(c) for c in binder.named_children if c.type == "identifier"}
+    elif node.type == "user_defined_function":
+        params = next((c for c in node.children if c.type == "parameters"), None)
+        if params is not None:
+            for param in params.named_children:
+                names |= {text(c) for c in param.children if c.type == "identifier"}
+    return names
+
+
+def _is_binding_or_key(node: Node) -> bool:
+    """True when an identifier names something rather than referring to it."""
+    parent = node.parent
+    if parent is None:
+        return True
+    first = parent.children[0] if parent.children else None
+    if parent.type in _DECLARATIONS:
+        return node == next(c for c in parent.children if c.type == "identifier")
+    if parent.type == "object_property":
+        return node == parent.named_children[0]
+    if parent.type == "call_expression":
+        return node == first
+    if parent.type == "resource_expression":
+        return node != first
+    if parent.type == "for_statement":
+        return node.prev_sibling is not None and node.prev_sibling.type == "for"
+    if parent.type in {"lambda_expression", "parameter", "import_statement"}:
+        return True
+    if parent.type == "parenthesized_expression" and parent.parent is not None:
+        return (
+            parent.parent.type == "lambda_expression"
+            and parent == (parent.parent.children[0])
+        )
+    return parent.type in {"import_functionality", "import_with_statement"}
+
+
+def references(template: Template) -> Iterator[Node]:
+    """Every identifier that refers to a declared symbol or a loop variable."""
+    for node in walk(template.root):
+        if node.type == "identifier" and not _is_binding_or_key(node):
+            yield node
+
+
+def _in_scope(node: Node) -> set[str]:
+    names: set[str] = set()
+    parent = node.parent
+    while parent is not None:
+        names |= _bound_names(parent)
+        parent = parent.parent
+    return names
+
+
+def undeclared_references(template: Template) -> list[str]:
+    """References to names no declaration, loop or lambda in the file binds."""
+    known = {name for _, name, _ in declarations(template)} | _BUILTIN_NAMESPACES
+    problems = []
+    for node in references(template):
+        name = text(node)
+        if name not in known and name not in _in_scope(node):
+            problems.append(f"{template.name}:{line(node)}: {name!r} is not declared")
+    return problems
+
+
+def duplicate_declarations(template: Template) -> list[str]:
+    """Top-level names declared twice (Bicep rejects these; outputs have their own)."""
+    seen: dict[str, int] = {}
+    problems = []
+    for kind, name, node in declarations(template):
+        if kind in {"metadata", "output"} or node.parent != template.root:
+            continue
+        if name in seen:
+            problems.append(
+                f"{template.name}:{line(node)}: {name!r} already declared "
+                f"on line {seen[name]}"
+            )
+        seen.setdefault(name, line(node))
+    return problems
+
+
+def unused_declarations(template: Template) -> list[str]:
+    """Parameters and variables nothing in the file reads."""
+    used = {text(node) for node in references(template)}
+    problems = []
+    for kind, name, node in declarations(template):
+        if kind in {"param", "var"} and name not in used:
+            problems.append(f"{template.name}:{line(node)}: {kind} {name!r} is unused")
+    return problems
+
+
+# ---------------------------------------------------------------- descriptions
+
+
+def _has_default(param: Node) -> bool:
+    nullable = any(n.type == "nullable_type" for n in walk(param))
+    return nullable or any(c.type == "=" for c in param.children)
+
+
+def description_problems(template: Template) -> list[str]:
+    """Params and outputs described the AVM way: Required./Optional., with default."""
+    problems = []
+    for kind, name, node in declarations(template):
+        if kind not in {"param", "output"}:
+            continue
+        where = f"{template.name}:{line(node)}: {kind} {name!r}"
+        call = decorators_of(node).get("description")
+        args = call_arguments(call) if call is not None else []
+        described = string_value(args[0]) if args else None
+        if not described:
+            problems.append(f"{where} has no @description")
+            continue
+        if kind == "output":
+            continue
+        optional = _has_default(node)
+        expected = "Optional." if optional else "Required."
+        if not described.startswith(expected):
+            problems.append(f"{where}: description must start with {expected!r}")
+        elif optional and "Default" not in described:
+            problems.append(f"{where}: an optional param must state its default")
+    return problems
+
+
+# ---------------------------------------------------------------- modules
+
+
+def module_target(template: Template, module: Node) -> Path | None:
+    """The local file a module declaration points at, or None for registries."""
+    path = string_value(next(c for c in module.children if c.type == "string"))
+    if path is None or ":" in path:
+        return None
+    return (template.path.parent / path).resolve()
+
+
+def _module_outputs_used(template: Template, symbol: str) -> Iterator[tuple[str, Node]]:
+    for node in walk(template.root):
+        if node.type != "member_expression" or len(node.children) < 3:
+            continue
+        inner, prop = node.children[0], node.children[-1]
+        if inner.type != "member_expression" or text(inner.children[-1]) != "outputs":
+            continue
+        base = inner.children[0]
+        if base.type == "subscript_expression":
+            base = base.children[0]
+        if text(base) == symbol and base.type == "identifier":
+            yield text(prop), node
+
+
+def module_interface_problems(template: Template) -> list[str]:
+    """Module calls pass only declared params, all required ones, read real outputs."""
+    problems = []
+    for name, module in declared(template, "module").items():
+        where = f"{template.name}:{line(module)}: module {name!r}"
+        target_path = module_target(template, module)
+        if target_path is None:
+            continue
+        if not target_path.is_file():
+            problems.append(f"{where}: {target_path.name} does not exist")
+            continue
+        target = load(target_path)
+        target_params = declared(target, "param")
+        passed = properties(get(body(module), "params"))
+        for key in passed:
+            if key not in target_params:
+                problems.append(f"{where} passes {key!r}, not a param of the module")
+        for key, param in target_params.items():
+            if key not in passed and not _has_default(param):
+                problems.append(f"{where} does not pass required param {key!r}")
+        outputs = declared(target, "output")
+        for output, node in _module_outputs_used(template, name):
+            if output not in outputs:
+                problems.append(
+                    f"{template.name}:{line(node)}: {name}.outputs.{output} "
+                    "is not an output of the module"
+                )
+    return problems
+
+
+# ---------------------------------------------------------------- policies
+
+# What every resource of a type must say, as property path -> Bicep literal.
+REQUIRED_SETTINGS: dict[str, dict[str, str]] = {
+    "Microsoft.Storage/storageAccounts": {
+        "properties.allowSharedKeyAccess": "false",
+        "properties.allowBlobPublicAccess": "false",
+        "properties.minimumTlsVersion": "'TLS1_2'",
+        "properties.supportsHttpsTrafficOnly": "true",
+    },
+    "Microsoft.ServiceBus/namespaces": {
+        "properties.disableLocalAuth": "true",
+        "properties.minimumTlsVersion": "'1.2'",
+    },
+    "Microsoft.DocumentDB/databaseAccounts": {
+        "properties.disableLocalAuth": "true",
+        "properties.disableKeyBasedMetadataWriteAccess": "true",
+        "properties.minimalTlsVersion": "'Tls12'",
+    },
+    "Microsoft.Insights/components": {"properties.DisableLocalAuth": "true"},
+    "Microsoft.OperationalInsights/workspaces": {
+        "properties.features.disableLocalAuth": "true",
+    },
+    "Microsoft.Web/sites": {
+        "properties.httpsOnly": "true",
+        "properties.siteConfig.minTlsVersion": "'1.2'",
+        "properties.siteConfig.scmMinTlsVersion": "'1.2'",
+        "properties.siteConfig.ftpsState": "'Disabled'",
+    },
+    "Microsoft.Web/sites/basicPublishingCredentialsPolicies": {
+        "properties.allow": "false",
+    },
+    "Microsoft.Cdn/profiles/afdEndpoints/routes": {
+        "properties.forwardingProtocol": "'HttpsOnly'",
+        "properties.httpsRedirect": "'Enabled'",
+    },
+    "Microsoft.Cdn/profiles/originGroups": {
+        "properties.healthProbeSettings.probeProtocol": "'Https'",
+        "properties.healthProbeSettings.probePath": "'/api/health'",
+    },
+}
+
+
+def required_setting_problems(template: Template) -> list[str]:
+    """Local auth and shared keys off, TLS 1.2, HTTPS only, FTP off, probes on HTTPS."""
+    problems = []
+    for symbol, full, node, is_existing in resources(template):
+        rules = REQUIRED_SETTINGS.get(resource_type(full), {})
+        if is_existing:
+            continue
+        for path, expected in rules.items():
+            value = get(body(node), path)
+            if text(value) != expected:
+                found = text(value) or "nothing"
+                problems.append(
+                    f"{template.name}:{line(node)}: {symbol} sets {path} to "
+                    f"{found}, must be {expected}"
+                )
+    return problems
+
+
+def publishing_credential_problems(template: Template) -> list[str]:
+    """Every site turns off both FTP and SCM basic-auth publishing."""
+    problems = []
+    found = list(resources(template))
+    policies = {
+        string_value(get(body(node), "name"))
+        for _, full, node, _ in found
+        if resource_type(full)
+        == "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    }
+    for symbol, full, node, is_existing in found:
+        if resource_type(full) == "Microsoft.Web/sites" and not is_existing:
+            for needed in ("ftp", "scm"):
+                if needed not in policies:
+                    problems.append(
+                        f"{template.name}:{line(node)}: {symbol} has no "
+                        f"basicPublishingCredentialsPolicies {needed!r} with allow false"
+                    )
+    return problems
+
+
+# Queue properties that must be stated, not inherited; None means any value.
+QUEUE_SETTINGS: dict[str, str | None] = {
+    "maxDeliveryCount": None,
+    "lockDuration": None,
+    "defaultMessageTimeToLive": None,
+    "requiresDuplicateDetection": "true",
+    "duplicateDetectionHistoryTimeWindow": None,
+    "deadLetteringOnMessageExpiration": "true",
+}
+
+
+def queue_problems(template: Template) -> list[str]:
+    """Every Service Bus queue states its delivery and dead-letter behaviour."""
+    problems = []
+    for symbol, full, node, is_existing in resources(template):
+        if resource_type(full) != "Microsoft.ServiceBus/namespaces/queues":
+            continue
+        if is_existing:
+            continue
+        props = properties(get(body(node), "properties"))
+        for key, expected in QUEUE_SETTINGS.items():
+            where = f"{template.name}:{line(node)}: queue {symbol}"
+            if key not in props:
+                problems.append(f"{where} does not set {key}")
+            elif expected is not None and text(props[key]) != expected:
+                problems.append(f"{where} sets {key} to {text(props[key])}")
+    return problems
+
+
+_LIST_CALL = re.compile(r"^list[A-Z]|^list$", re.IGNORECASE)
+_KEYED = re.compile(r"AccountKey=|SharedAccessKey=|SharedAccessSignature=", re.I)
+# Setting names that must never appear: each is a way to hand out a key.
+_KEY_SETTING = re.compile(
+    r"connectionstring|connection_string|accountkey|sharedaccesskey|_key$", re.I
+)
+# Not a key: names the Application Insights component, ingestion is by identity.
+_ALLOWED_KEY_LIKE_SETTINGS = {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
+
+
+def key_problems(template: Template) -> list[str]:
+    """No listKeys-style calls, keyed connection strings, or settings holding keys."""
+    problems = []
+    for node in walk(template.root):
+        where = f"{template.name}:{line(node)}"
+        if node.type == "call_expression":
+            callee = text(node.children[0]).split(".")[-1]
+            if _LIST_CALL.match(callee):
+                problems.append(f"{where}: {callee}() reads secrets into the template")
+        elif node.type == "string_content" and _KEYED.search(text(node)):
+            problems.append(f"{where}: a connection string with a key")
+        elif node.type == "object_property" and node.named_children:
+            key = node.named_children[0]
+            name = string_value(key) if key.type == "string" else text(key)
+            if name and _KEY_SETTING.search(name):
+                if name not in _ALLOWED_KEY_LIKE_SETTINGS:
+                    problems.append(f"{where}: setting {name!r} carries a key")
+        elif node.type == "member_expression" and text(node.children[-1]) == "keys":
+            problems.append(f"{where}: reads .keys of a resource")
+    return problems
+
+
+_SECRET_NAME = re.compile(r"key|secret|password|connectionstring|token|sas", re.I)
+
+
+def output_problems(template: Template) -> list[str]:
+    """Nothing secret in outputs: no secret-like names, no @secure params out."""
+    secure = {
+        name
+        for name, node in declared(template, "param").items()
+        if "secure" in decorators_of(node)
+    }
+    problems = []
+    for name, node in declared(template, "output").items():
+        where = f"{template.name}:{line(node)}: output {name!r}"
+        if _SECRET_NAME.search(name):
+            problems.append(f"{where} has a secret-like name")
+        used = {text(n) for n in walk(node) if n.type == "identifier"}
+        if used & secure:
+            problems.append(f"{where} returns a @secure() param")
+    return problems
+
+
+# Built-in role definitions the templates may assign, by ID. All data-plane
+# roles except Website Contributor, which only the chaos experiment holds,
+# scoped to the apps it stops.
+ALLOWED_ROLES = {
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
+    "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0": "Azure Service Bus Data Receiver",
+    "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39": "Azure Service Bus Data Sender",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "00000000-0000-0000-0000-000000000002": "Cosmos DB Built-in Data Contributor",
+    "de139f84-1756-47ae-9be6-808fbbe84772": "Website Contributor (chaos only)",
+}
+_GUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+_ROLE_ASSIGNMENT_TYPES = {
+    "Microsoft.Authorization/roleAssignments",
+    "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments",
+}
+
+
+def role_problems(template: Template) -> list[str]:
+    """Role assignments named guid(scope, principal, role), of allowed roles only."""
+    problems = []
+    for symbol, full, node, is_existing in resources(template):
+        if resource_type(full) not in _ROLE_ASSIGNMENT_TYPES or is_existing:
+            continue
+        name = get(body(node), "name")
+        is_guid = (
+            name is not None
+            and name.type == "call_expression"
+            and text(name.children[0]) == "guid"
+            and len(call_arguments(name)) >= 3
+        )
+        if not is_guid:
+            problems.append(
+                f"{template.name}:{line(node)}: {symbol} name must be "
+                f"guid(scope, principal, role), is {text(name) or 'missing'}"
+            )
+    for node in walk(template.root):
+        if node.type == "string_content":
+            for guid in _GUID.findall(text(node).lower()):
+                if guid not in ALLOWED_ROLES:
+                    problems.append(
+                        f"{template.name}:{line(node)}: role or ID {guid} is not "
+                        "an allowed data-plane role"
+                    )
+    return problems
+
+
+# Resource types and API versions checked against the Azure template reference
+# (learn.microsoft.com/azure/templates) when they were written. A type or version
+# missing here is a typo or an unreviewed upgrade: check the reference, add it.
+KNOWN_API_VERSIONS: dict[str, set[str]] = {
+    "Microsoft.Authorization/roleAssignments": {"2022-04-01"},
+    "Microsoft.Cdn/profiles": {"2024-02-01"},
+    "Microsoft.Cdn/profiles/afdEndpoints": {"2024-02-01"},
+    "Microsoft.Cdn/profiles/afdEndpoints/routes": {"2024-02-01"},
+    "Microsoft.Cdn/profiles/originGroups": {"2024-02-01"},
+    "Microsoft.Cdn/profiles/originGroups/origins": {"2024-02-01"},
+    "Microsoft.Chaos/experiments": {"2024-01-01"},
+    "Microsoft.Chaos/targets": {"2024-01-01"},
+    "Microsoft.Chaos/targets/capabilities": {"2024-01-01"},
+    "Microsoft.DocumentDB/databaseAccounts": {"2024-05-15"},
+    "Microsoft.DocumentDB/databaseAccounts/sqlDatabases": {"2024-05-15"},
+    "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers": {"2024-05-15"},
+    "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments": {"2024-05-15"},
+    "Microsoft.Insights/components": {"2020-02-02"},
+    "Microsoft.Insights/metricAlerts": {"2018-03-01"},
+    "Microsoft.Insights/scheduledQueryRules": {"2023-12-01"},
+    "Microsoft.Insights/workbooks": {"2023-06-01"},
+    "Microsoft.ManagedIdentity/userAssignedIdentities": {"2023-01-31"},
+    "Microsoft.OperationalInsights/workspaces": {"2023-09-01"},
+    "Microsoft.ServiceBus/namespaces": {"2024-01-01"},
+    "Microsoft.ServiceBus/namespaces/queues": {"2024-01-01"},
+    "Microsoft.Storage/storageAccounts": {"2023-05-01"},
+    "Microsoft.Storage/storageAccounts/blobServices": {"2023-05-01"},
+    "Microsoft.Storage/storageAccounts/blobServices/containers": {"2023-05-01"},
+    "Microsoft.Web/serverfarms": {"2024-04-01"},
+    "Microsoft.Web/sites": {"2024-04-01"},
+    "Microsoft.Web/sites/basicPublishingCredentialsPolicies": {"2024-04-01"},
+}
+
+
+def api_version_problems(template: Template) -> list[str]:
+    """Known types at reviewed versions; preview versions only with a comment why."""
+    problems = []
+    for symbol, full, node, _ in resources(template):
+        where = f"{template.name}:{line(node)}: {symbol}"
+        kind, _, version = full.partition("@")
+        if not version:
+            continue  # a nested child takes its parent's version
+        if "preview" in version:
+            comment = node.prev_sibling
+            why = comment is not None and comment.type == "comment"
+            if not (why and "preview" in text(comment).lower()):
+                problems.append(
+                    f"{where} uses preview API {version} without a comment saying why"
+                )
+                continue
+        known = KNOWN_API_VERSIONS.get(kind)
+        if known is None:
+            problems.append(f"{where}: unknown resource type {kind}")
+        elif version not in known and "preview" not in version:
+            problems.append(f"{where}: {kind}@{version} has not been reviewed")
+    return problems
+
+
+# ---------------------------------------------------------------- lanes
+
+
+def _callers(
+    target: Path, templates: Iterable[Template]
+) -> Iterator[tuple[Template, Node]]:
+    for template in templates:
+        for module in declared(template, "module").values():
+            if module_target(template, module) == target.resolve():
+                yield template, module
+
+
+def _loop_iterable(node: Node, name: str) -> Node | None:
+    """The iterable of the nearest enclosing for loop that binds `name`."""
+    parent = node.parent
+    while parent is not None:
+        if parent.type == "for_statement" and name in _bound_names(parent):
+            children = parent.children
+            index = next(i for i, c in enumerate(children) if c.type == "in")
+            return children[index + 1]
+        parent = parent.parent
+    return None
+
+
+def values_of(
+    template: Template, node: Node, templates: list[Template], depth: int = 0
+) -> list[str]:
+    """Every string a Bicep expression can take, following vars, params and loops.
+
+    Handles what lane plumbing needs: string literals, one-variable
+    interpolations, arrays of strings, variables, loop variables, and params fed
+    by module calls anywhere in `templates`. Anything else yields no values.
+    """
+    if depth > 12:
+        return []
+    if node.type == "string":
+        plain = string_value(node)
+        if plain is not None:
+            return [plain]
+        return _interpolated_values(template, node, templates, depth)
+    if node.type == "array":
+        out: list[str] = []
+        for item in node.named_children:
+            out += values_of(template, item, templates, depth + 1)
+        return out
+    if node.type != "identifier":
+        return []
+    name = text(node)
+    iterable = _loop_iterable(node, name)
+    if iterable is not None:
+        return values_of(template, iterable, templates, depth + 1)
+    variable = declared(template, "var").get(name)
+    if variable is not None:
+        return values_of(template, variable.children[-1], templates, depth + 1)
+    if name in declared(template, "param"):
+        out = []
+        for caller, module in _callers(template.path, templates):
+            passed = properties(get(body(module), "params")).get(name)
+            if passed is not None:
+                out += values_of(caller, passed, templates, depth + 1)
+        return out
+    return []
+
+
+def _interpolated_values(
+    template: Template, node: Node, templates: list[Template], depth: int
+) -> list[str]:
+    results = [""]
+    for child in node.children:
+        if child.type == "string_content":
+            results = [r + text(child) for r in results]
+        elif child.type == "interpolation":
+            options = values_of(template, child.named_children[0], templates, depth + 1)
+            results = [r + o for r in results for o in options]
+    return results
+
+
+def lane_problems(templates: list[Template]) -> list[str]:
+    """Every lane has its queue jobs-<lane> and an app told DURALANE_LANE=<lane>."""
+    queues: set[str] = set()
+    app_lanes: set[str] = set()
+    for template in templates:
+        for _, full, node, is_existing in resources(template):
+            kind = resource_type(full)
+            if kind == "Microsoft.ServiceBus/namespaces/queues" and not is_existing:
+                name = get(body(node), "name")
+                if name is not None:
+                    queues |= set(values_of(template, name, templates))
+            if kind == "Microsoft.Web/sites" and not is_existing:
+                for setting in walk(template.root):
+                    if setting.type != "object_property":
+                        continue
+                    if text(setting.named_children[0]) == "DURALANE_LANE":
+                        value = setting.named_children[-1]
+                        app_lanes |= set(values_of(template, value, templates))
+    problems = []
+    for lane in LANES:
+        if f"jobs-{lane}" not in queues:
+            problems.append(f"no Service Bus queue jobs-{lane} is declared")
+        if lane not in app_lanes:
+            problems.append(f"no Function App has DURALANE_LANE={lane}")
+    return problems
+
+
+# ---------------------------------------------------------------- parameter files
+
+
+def _main_params(main: Template) -> dict[str, Node]:
+    return declared(main, "param")
+
+
+def _check_param_names(where: str, given: set[str], main: Template) -> list[str]:
+    params = _main_params(main)
+    problems = [
+        f"{where}: sets {name!r}, not a param of {main.name}"
+        for name in sorted(given - params.keys())
+    ]
+    problems += [
+        f"{where}: does not set required param {name!r}"
+        for name, node in params.items()
+        if name not in given and not _has_default(node)
+    ]
+    return problems
+
+
+_USING = re.compile(r"^using\s+'([^']+)'", re.M)
+_PARAM_LINE = re.compile(r"^param\s+(\w+)\s*=", re.M)
+
+
+def bicepparam_problems(path: Path, source: str | None = None) -> list[str]:
+    """A .bicepparam names an existing template and sets only, and all, its params.
+
+    tree-sitter-bicep does not parse .bicepparam files, so this reads the two
+    statement forms they use, `using '<file>'` and `param <name> = <value>`.
+    """
+    source = path.read_text() if source is None else source
+    where = path.name
+    using = _USING.findall(source)
+    if len(using) != 1:
+        return [f"{where}: needs exactly one using statement"]
+    main_path = (path.parent / using[0]).resolve()
+    if not main_path.is_file():
+        return [f"{where}: using {using[0]!r}, which does not exist"]
+    return _check_param_names(where, set(_PARAM_LINE.findall(source)), load(main_path))
+
+
+def parameters_json_problems(path: Path, main: Template) -> list[str]:
+    """azd's main.parameters.json sets only, and all, of main.bicep's params."""
+    document = json.loads(path.read_text())
+    return _check_param_names(path.name, set(document.get("parameters", {})), main)
+
+
+# ---------------------------------------------------------------- log names
+
+
+def emitted_names(
+    events_py: Path = REPO / "duralane" / "events.py",
+) -> tuple[set[str], set[str]]:
+    """(event names, attribute keys) that duralane/events.py defines."""
+    events: set[str] = set()
+    attributes: set[str] = set()
+    for node in ast.parse(events_py.read_text()).body:
+        if not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Constant):
+            continue
+        for target in node.targets:
+            if isinstance(target, ast.Name) and isinstance(node.value.value, str):
+                bucket = attributes if target.id.startswith("ATTR_") else events
+                bucket.add(node.value.value)
+    return events, attributes
+
+
+_EVENT = re.compile(r"duralane\.[a-z_]+(?:\.[a-z_]+)+")
+_ATTRIBUTE = re.compile(
+    r"customDimensions(?:\.([A-Za-z_]\w*)|\[\s*[\"']([^\"']+)[\"']\s*\])"
+)
+
+
+def log_name_problems(where: str, query: str) -> list[str]:
+    """Every duralane.* event and customDimensions key a query reads is emitted."""
+    events, attributes = emitted_names()
+    problems = [
+        f"{where}: event {name!r} is not defined in duralane/events.py"
+        for name in sorted(set(_EVENT.findall(query)) - events)
+    ]
+    used = {a or b for a, b in _ATTRIBUTE.findall(query)}
+    problems += [
+        f"{where}: attribute customDimensions.{name} is not defined in "
+        "duralane/events.py"
+        for name in sorted(used - attributes)
+    ]
+    return problems
