@@ -490,7 +490,7 @@ def publishing_credential_problems(template: Template) -> list[str]:
                 if needed not in policies:
                     problems.append(
                         f"{template.name}:{line(node)}: {symbol} has no "
-                        f"basicPublishingCredentialsPolicies {needed!r} with allow false"
+                        f"basicPublishingCredentialsPolicies {needed!r} (allow false)"
                     )
     return problems
 
@@ -548,9 +548,9 @@ def key_problems(template: Template) -> list[str]:
         elif node.type == "object_property" and node.named_children:
             key = node.named_children[0]
             name = string_value(key) if key.type == "string" else text(key)
-            if name and _KEY_SETTING.search(name):
-                if name not in _ALLOWED_KEY_LIKE_SETTINGS:
-                    problems.append(f"{where}: setting {name!r} carries a key")
+            flagged = name is not None and _KEY_SETTING.search(name) is not None
+            if flagged and name not in _ALLOWED_KEY_LIKE_SETTINGS:
+                problems.append(f"{where}: setting {name!r} carries a key")
         elif node.type == "member_expression" and text(node.children[-1]) == "keys":
             problems.append(f"{where}: reads .keys of a resource")
     return problems

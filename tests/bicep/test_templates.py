@@ -330,7 +330,8 @@ def test_key_check_reports_the_list_keys_function_form():
 def test_key_check_reports_a_connection_string_with_a_key():
     faulty = snippet(
         "param account string\n"
-        "var c = 'DefaultEndpointsProtocol=https;AccountName=${account};AccountKey=abc'\n"
+        "var c = 'DefaultEndpointsProtocol=https;"
+        "AccountName=${account};AccountKey=abc'\n"
     )
     assert any("with a key" in p for p in checks.key_problems(faulty))
 
@@ -371,7 +372,8 @@ resource ra 'Microsoft.Authorization/roleAssignments@2022-04-01' = {{
   scope: s
   properties: {{
     principalId: principalId
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '{role}')
+    roleDefinitionId: subscriptionResourceId(
+      'Microsoft.Authorization/roleDefinitions', '{role}')
   }}
 }}
 """
