@@ -1,0 +1,75 @@
+"""Lane names, queues, start deadlines and the earliest-deadline-first key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from duralane.jobs.lanes import (
+    LANE_NAMES,
+    lane_for_queue,
+    queue_name,
+    start_deadline,
+    start_deadline_seconds,
+    start_order_key,
+)
+from duralane.settings import Settings
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def test_each_lane_has_its_queue_and_back() -> None:
+    assert [queue_name(lane) for lane in LANE_NAMES] == [
+        "jobs-high",
+        "jobs-normal",
+        "jobs-low",
+    ]
+    assert all(lane_for_queue(queue_name(lane)) == lane for lane in LANE_NAMES)
+    assert lane_for_queue("jobs-urgent") is None
+
+
+def test_default_deadlines_match_the_issue() -> None:
+    assert [start_deadline_seconds(lane) for lane in LANE_NAMES] == [1, 60, 3600]
+
+
+def test_deadlines_come_from_settings() -> None:
+    settings = Settings.from_environ({"DURALANE_DEADLINE_LOW": "5"})
+
+    assert start_deadline_seconds("low", settings) == 5
+    assert start_deadline("low", T0, settings=settings) == T0 + timedelta(seconds=5)
+
+
+def test_a_scheduled_job_counts_its_deadline_from_run_at() -> None:
+    run_at = T0 + timedelta(hours=2)
+
+    assert start_deadline("high", T0, run_at) == run_at + timedelta(seconds=1)
+    assert start_deadline("high", T0, T0 - timedelta(hours=1)) == T0 + timedelta(
+        seconds=1
+    )
+
+
+def test_a_fresh_high_job_goes_before_a_long_waiting_low_job() -> None:
+    low = start_order_key("low", T0)
+    high = start_order_key("high", T0 + timedelta(minutes=59))
+
+    assert high < low
+
+
+def test_a_low_job_near_its_deadline_goes_before_a_new_normal_job() -> None:
+    low = start_order_key("low", T0)
+    normal = start_order_key("normal", T0 + timedelta(minutes=59, seconds=30))
+
+    assert low < normal
+
+
+def test_equal_deadlines_favour_the_more_urgent_lane() -> None:
+    high = start_order_key("high", T0 + timedelta(seconds=59))
+    normal = start_order_key("normal", T0)
+
+    assert high < normal
+
+
+def test_unknown_lanes_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown lane"):
+        queue_name("urgent")
