@@ -304,10 +304,14 @@ class SafeResolver(AbstractResolver):
     """Resolves names, then passes on only the addresses the policy allows."""
 
     def __init__(
-        self, policy: TargetPolicy, inner: AbstractResolver | None = None
+        self,
+        policy: TargetPolicy,
+        inner: AbstractResolver | None = None,
+        job_id: str = "-",
     ) -> None:
         self._policy = policy
         self._inner = inner if inner is not None else aiohttp.ThreadedResolver()
+        self._job_id = job_id
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -336,7 +340,8 @@ class SafeResolver(AbstractResolver):
             kept.append(result)
         if refusals:
             logger.info(
-                "dropped %d of %d addresses for %s: %s",
+                "job %s: dropped %d of %d addresses for %s: %s",
+                self._job_id,
                 len(refusals),
                 len(results),
                 hostname,
@@ -356,9 +361,9 @@ class SafeResolver(AbstractResolver):
         await self._inner.close()
 
 
-def safe_connector(policy: TargetPolicy, limit: int = 100) -> aiohttp.TCPConnector:
+def safe_connector(policy: TargetPolicy, job_id: str = "-") -> aiohttp.TCPConnector:
     """A connector whose every DNS answer goes through the policy."""
-    return aiohttp.TCPConnector(resolver=SafeResolver(policy), limit=limit)
+    return aiohttp.TCPConnector(resolver=SafeResolver(policy, job_id=job_id))
 
 
 def header_problem(name: str, value: str) -> str | None:

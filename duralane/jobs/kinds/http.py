@@ -160,6 +160,7 @@ async def send_request(
     timeout_seconds: float,
     max_redirects: int,
     policy: TargetPolicy,
+    job_id: str = "-",
     keep_body_bytes: int = RESULT_BODY_BYTES,
 ) -> HttpResponse:
     """Send one request, following redirects by hand through the SSRF checks."""
@@ -174,7 +175,7 @@ async def send_request(
     # A fresh session per request keeps one job's cookies and pooled
     # connections away from every other job's.
     async with aiohttp.ClientSession(
-        connector=safe_connector(policy),
+        connector=safe_connector(policy, job_id),
         timeout=timeout,
         trust_env=False,
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -293,6 +294,7 @@ async def run_http(params: HttpParams, context: JobContext) -> dict[str, Any]:
             timeout_seconds=params.timeout_seconds,
             max_redirects=params.max_redirects,
             policy=context.target_policy,
+            job_id=context.job_id,
         )
     except TargetRefused:
         logger.warning(

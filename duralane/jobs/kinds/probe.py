@@ -131,6 +131,7 @@ async def probe_endpoint(
             timeout_seconds=endpoint.timeout_seconds,
             max_redirects=5,
             policy=policy,
+            job_id=job_id,
             keep_body_bytes=0,
         )
         status = response.status
