@@ -855,7 +855,7 @@ def emitted_names(
     return events, attributes
 
 
-_EVENT = re.compile(r"duralane\.[a-z_]+(?:\.[a-z_]+)+")
+_EVENT = re.compile(r"(?<![/\w.])duralane\.[a-z_]+(?:\.[a-z_]+)+")
 _ATTRIBUTE = re.compile(
     r"customDimensions(?:\.([A-Za-z_]\w*)|\[\s*[\"']([^\"']+)[\"']\s*\])"
 )
