@@ -264,3 +264,21 @@ async def test_bad_headers_are_refused_before_sending(
         await run_job("http", {"url": url, "headers": headers}, context())
 
     assert target.seen == []
+
+
+async def test_the_timeout_covers_the_whole_redirect_chain(target: Target) -> None:
+    def slow(response: web.Response):
+        async def handler(request: web.Request) -> web.Response:
+            # Each hop alone fits the timeout; the two together do not.
+            await asyncio.sleep(0.3)
+            return response
+
+        return handler
+
+    target.route("/b", slow(web.Response(status=200)))
+    start = target.route(
+        "/a", slow(web.Response(status=302, headers={"Location": "/b"}))
+    )
+
+    with pytest.raises(TransientJobError, match="timed out"):
+        await run_job("http", {"url": start, "timeoutSeconds": 0.5}, context())

@@ -170,24 +170,29 @@ async def send_request(
     sent_headers = CIMultiDict(headers)
     redirects = 0
     started = time.perf_counter()
-    timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+    # aiohttp's timeout covers one request, so each hop gets what is left of
+    # the whole budget; a chain of slow redirects cannot stretch it.
+    give_up_at = started + timeout_seconds
 
     # A fresh session per request keeps one job's cookies and pooled
     # connections away from every other job's.
     async with aiohttp.ClientSession(
         connector=safe_connector(policy, job_id),
-        timeout=timeout,
         trust_env=False,
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=True,
     ) as session:
         while True:
+            remaining = give_up_at - time.perf_counter()
+            if remaining <= 0:
+                raise TimeoutError(f"{timeout_seconds}s spent before hop {redirects}")
             async with session.request(
                 method,
                 current,
                 headers=sent_headers,
                 data=body or None,
                 allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=remaining),
             ) as response:
                 location = response.headers.get("Location")
                 if 300 <= response.status < 400 and location and max_redirects > 0:
