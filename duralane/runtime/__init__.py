@@ -1,0 +1,1 @@
+"""The embedded runtime: runs a Durable Functions Python app on one machine."""

@@ -1,0 +1,246 @@
+"""The embedded runtime: loads the app, serves HTTP, runs hubs, timers and queues."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from duralane.runtime.app import AppIndex, FunctionEntry, load_app
+from duralane.runtime.config import (
+    HostConfig,
+    HubSettings,
+    load_host_config,
+    load_local_settings,
+)
+from duralane.runtime.engine import HubWorker
+from duralane.runtime.http_api import (
+    WEBHOOK_PREFIX,
+    HttpApi,
+    is_loopback,
+    management_payload,
+)
+from duralane.runtime.hubstore import HubStore
+from duralane.runtime.servicebus import QueueProperties, ServiceBusQueueStore
+from duralane.runtime.triggers import ServiceBusTrigger, TimerTrigger
+
+logger = logging.getLogger(__name__)
+
+
+class RuntimeConfigError(Exception):
+    """The runtime cannot start as configured; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run: which app, where to listen, where to keep state."""
+
+    app: Path = Path("function_app.py")
+    host: str = "127.0.0.1"
+    port: int = 7071
+    data_dir: Path = Path(".duralane")
+
+
+class Runtime:
+    """One running instance of the embedded runtime."""
+
+    def __init__(self, options: RuntimeOptions) -> None:
+        self.options = options
+        self.host = options.host
+        self.port = options.port
+        app_dir = options.app.resolve().parent
+        load_local_settings(app_dir)
+        os.environ.setdefault("DURALANE_DATA_DIR", str(options.data_dir))
+        self.api_key = os.environ.get("DURALANE_API_KEY", "")
+        if not is_loopback(self.host) and not self.api_key:
+            raise RuntimeConfigError(
+                f"binding to {self.host} exposes the API beyond this machine; set "
+                "DURALANE_API_KEY so function- and admin-level routes need a key"
+            )
+        self.host_config: HostConfig = load_host_config(app_dir)
+        self.index: AppIndex = load_app(options.app)
+        self.default_hub = self.host_config.hub_name
+        options.data_dir.mkdir(parents=True, exist_ok=True)
+        self.hub_store = HubStore(options.data_dir / "runtime.sqlite3")
+        self.queues = ServiceBusQueueStore(options.data_dir / "queues.sqlite3")
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.workers: dict[str, HubWorker] = {}
+        self._function_pool = ThreadPoolExecutor(
+            max(self.host_config.max_concurrent_activities, 8),
+            thread_name_prefix="function",
+        )
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+        self._queue_triggers: dict[str, list[ServiceBusTrigger]] = {}
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Start serving; returns once the port is bound and the workers run."""
+        self.loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self._ensure_queues()
+        await self._serve_http()
+        for hub in self._hub_settings():
+            worker = HubWorker(
+                hub.name,
+                self.hub_store,
+                self.index,
+                self.loop,
+                max_orchestrations=hub.max_orchestrations,
+                max_activities=hub.max_activities,
+                client_factory=self.client_starter,
+            )
+            self.workers[hub.name] = worker
+            worker.start()
+        for entry in self.index.timers:
+            timer = TimerTrigger(self, entry)
+            self._background.append(asyncio.create_task(timer.run(self._stopping)))
+        for entry in self.index.service_bus:
+            trigger = ServiceBusTrigger(self, entry)
+            self._queue_triggers.setdefault(trigger.queue, []).append(trigger)
+            self._background.append(asyncio.create_task(trigger.run(self._stopping)))
+        self._log_functions()
+
+    async def stop(self) -> None:
+        """Stop triggers, drain the workers and close the stores."""
+        self._stopping.set()
+        for trigger_list in self._queue_triggers.values():
+            for trigger in trigger_list:
+                trigger.wake.set()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        for worker in self.workers.values():
+            await asyncio.to_thread(worker.stop)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._function_pool.shutdown(wait=False)
+        self.queues.close()
+        self.hub_store.close()
+
+    async def serve_forever(self) -> None:
+        """Run until SIGINT or SIGTERM, then stop cleanly."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self._stopping.wait()
+        logger.info("stopping the runtime")
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """The URL clients on this machine reach the runtime at."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    # Invocation
+
+    async def invoke(self, entry: FunctionEntry, arguments: dict[str, Any]) -> Any:
+        """Call a user function: async ones on this loop, sync ones on the pool."""
+        if entry.is_async:
+            return await entry.call(**arguments)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._function_pool, lambda: entry.call(**arguments)
+        )
+
+    def client_starter(self, hub: str, request: Any = None) -> str:
+        """The JSON the durableClient binding receives, pointing at this runtime."""
+        base = self.base_url
+        payload = management_payload(base, hub, "INSTANCEID", self.api_key)
+        payload["id"] = "INSTANCEID"
+        rpc = f"{base}{WEBHOOK_PREFIX}/"
+        return json.dumps(
+            {
+                "taskHubName": hub,
+                "creationUrls": {
+                    "createNewInstancePostUri": f"{rpc}orchestrators/{{functionName}}",
+                    "createAndWaitOnNewInstancePostUri": f"{rpc}orchestrators/"
+                    "{functionName}?timeout={timeoutInSeconds}",
+                },
+                "managementUrls": payload,
+                "rpcBaseUrl": rpc,
+                "requiredQueryStringParameters": "",
+            }
+        )
+
+    def management_urls(
+        self, hub: str, instance_id: str, request: Any
+    ) -> dict[str, str]:
+        """Management URLs for an instance, on the origin the caller used."""
+        origin = (
+            f"{request.scheme}://{request.host}"
+            if request is not None
+            else self.base_url
+        )
+        return management_payload(origin, hub, instance_id, self.api_key)
+
+    def wake_queue(self, queue: str) -> None:
+        """A message was sent: let the queue's triggers receive it now."""
+        for trigger in self._queue_triggers.get(queue, []):
+            trigger.wake.set()
+
+    # Setup
+
+    def _hub_settings(self) -> list[HubSettings]:
+        config = self.host_config
+        hubs = {
+            config.hub_name: HubSettings(
+                config.hub_name,
+                config.max_concurrent_activities,
+                config.max_concurrent_orchestrations,
+            )
+        }
+        for hub in config.hubs:
+            hubs[hub.name] = hub
+        for entry in self.index.functions:
+            for binding in entry.bindings:
+                name = getattr(binding, "task_hub", None)
+                if binding.type == "durableClient" and name and name not in hubs:
+                    hubs[name] = HubSettings(name, 8, 8)
+        return list(hubs.values())
+
+    def _ensure_queues(self) -> None:
+        """Create the embedded queue behind every Service Bus trigger."""
+        for entry in self.index.service_bus:
+            name = ServiceBusTrigger.queue_name(entry)
+            settings = self.host_config.queue(name)
+            self.queues.ensure_queue(
+                name,
+                QueueProperties(
+                    max_delivery_count=settings.max_delivery_count,
+                    lock_duration=settings.lock_duration,
+                    duplicate_detection_window=settings.duplicate_detection_window,
+                ),
+            )
+
+    async def _serve_http(self) -> None:
+        api = HttpApi(self)
+        self._runner = web.AppRunner(api.application(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+
+    def _log_functions(self) -> None:
+        logger.info("Functions in %s:", self.index.module_name)
+        for entry in self.index.functions:
+            logger.info("    %s", entry.describe())
+        logger.info(
+            "Duralane runtime listening on %s (task hubs: %s; data in %s)",
+            self.base_url,
+            ", ".join(self.workers),
+            self.options.data_dir,
+        )

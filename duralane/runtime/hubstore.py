@@ -1,0 +1,623 @@
+"""The durable state of task hubs: instances, histories, messages and activity work.
+
+One SQLite file in WAL mode holds every task hub the runtime serves. Each
+episode's new history, new messages, new timers and new activity work commit
+in one transaction, so a process killed at any point restarts from a
+consistent state: consumed messages are gone exactly when their effects are
+stored, and activity work stays until its completion message is stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from duralane.runtime.episode import (
+    TERMINAL_STATUSES,
+    ActivityWork,
+    EpisodeResult,
+    Instance,
+    Message,
+)
+from duralane.runtime.history import Event, EventType
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    hub TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT,
+    output TEXT,
+    custom_status TEXT,
+    parent_instance_id TEXT,
+    parent_task_id INTEGER,
+    parent_meta TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    next_event_id INTEGER NOT NULL DEFAULT 0,
+    recorded TEXT NOT NULL DEFAULT '[]',
+    history_length INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (hub, instance_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS instances_by_created ON instances (hub, created_at);
+CREATE INDEX IF NOT EXISTS instances_by_status ON instances (hub, status, created_at);
+CREATE TABLE IF NOT EXISTS history (
+    hub TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (hub, instance_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hub TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    execution_id TEXT,
+    timer_id INTEGER,
+    event TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    visible_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_due ON messages (hub, visible_at);
+CREATE INDEX IF NOT EXISTS messages_by_instance ON messages (hub, instance_id, id);
+CREATE TABLE IF NOT EXISTS activities (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hub TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    task_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    input TEXT,
+    meta TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS activities_by_hub ON activities (hub, id);
+CREATE INDEX IF NOT EXISTS activities_by_instance ON activities (hub, instance_id);
+CREATE TABLE IF NOT EXISTS timers (
+    name TEXT PRIMARY KEY,
+    last_fire TEXT NOT NULL
+);
+"""
+
+INSTANCE_COLUMNS = (
+    "instance_id, name, execution_id, status, input, output, custom_status, "
+    "parent_instance_id, parent_task_id, parent_meta, created_at, updated_at, "
+    "next_event_id, recorded, history_length"
+)
+HISTORY_CACHE_SIZE = 20_000
+
+
+class InstanceExists(Exception):
+    """Raised when starting an instance whose id is already running."""
+
+    def __init__(self, instance_id: str, status: str) -> None:
+        super().__init__(
+            f"An orchestration instance with id '{instance_id}' already exists "
+            f"with status {status}; terminate or purge it before reusing the id."
+        )
+        self.instance_id = instance_id
+        self.status = status
+
+
+@dataclass
+class InstancePage:
+    """One page of an instance query and the token for the next."""
+
+    instances: list[Instance]
+    continuation: str | None
+
+
+@dataclass
+class LoadedInstance:
+    """What an episode needs: the instance, its history and its due messages."""
+
+    instance: Instance | None
+    history: list[Event]
+    pending: list[Message]
+
+
+class HubStore:
+    """SQLite persistence for every task hub, safe to share across threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._history_cache: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        # executescript commits on its own, so it runs outside transaction().
+        self._connection().executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        """One connection per thread: sqlite3 objects must not cross threads."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL survives a killed process; only a power loss can drop the
+            # last commits, which the at-least-once activity contract tolerates.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front."""
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # Instances
+
+    def create_instance(self, hub: str, instance: Instance, started: Message) -> None:
+        """Store a new instance and its ExecutionStarted message, or refuse."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT status FROM instances WHERE hub=? AND instance_id=?",
+                (hub, instance.instance_id),
+            ).fetchone()
+            if row is not None:
+                if row[0] not in TERMINAL_STATUSES:
+                    raise InstanceExists(instance.instance_id, row[0])
+                self._delete_instance(db, hub, instance.instance_id)
+            self._write_instance(db, hub, instance)
+            self._insert_messages(db, hub, [started])
+
+    def get_instance(self, hub: str, instance_id: str) -> Instance | None:
+        """Read one instance, or None."""
+        row = (
+            self._connection()
+            .execute(
+                f"SELECT {INSTANCE_COLUMNS} FROM instances "
+                "WHERE hub=? AND instance_id=?",
+                (hub, instance_id),
+            )
+            .fetchone()
+        )
+        return _instance_from_row(row) if row else None
+
+    def query_instances(
+        self,
+        hub: str,
+        *,
+        statuses: Iterable[str] = (),
+        created_from: float | None = None,
+        created_to: float | None = None,
+        prefix: str | None = None,
+        top: int = 100,
+        continuation: str | None = None,
+    ) -> InstancePage:
+        """Instances newest first, filtered and paged by a keyset token."""
+        clauses = ["hub=?"]
+        args: list[Any] = [hub]
+        status_list = list(statuses)
+        if status_list:
+            clauses.append(f"status IN ({','.join('?' * len(status_list))})")
+            args.extend(status_list)
+        if created_from is not None:
+            clauses.append("created_at >= ?")
+            args.append(created_from)
+        if created_to is not None:
+            clauses.append("created_at <= ?")
+            args.append(created_to)
+        if prefix:
+            clauses.append("instance_id >= ? AND instance_id < ?")
+            args.extend([prefix, prefix + "\uffff"])
+        if continuation:
+            created, last_id = _decode_token(continuation)
+            clauses.append("(created_at < ? OR (created_at = ? AND instance_id < ?))")
+            args.extend([created, created, last_id])
+        rows = (
+            self._connection()
+            .execute(
+                f"SELECT {INSTANCE_COLUMNS} FROM instances "
+                f"WHERE {' AND '.join(clauses)} "
+                "ORDER BY created_at DESC, instance_id DESC LIMIT ?",
+                (*args, top + 1),
+            )
+            .fetchall()
+        )
+        instances = [_instance_from_row(row) for row in rows[:top]]
+        token = None
+        if len(rows) > top:
+            last = instances[-1]
+            token = _encode_token(last.created_at, last.instance_id)
+        return InstancePage(instances, token)
+
+    def history(self, hub: str, instance_id: str) -> list[Event]:
+        """An instance's history, oldest first."""
+        return [json.loads(text) for text in self._history_texts(hub, instance_id)]
+
+    def purge(self, hub: str, instance_ids: Iterable[str]) -> int:
+        """Delete finished instances with their history; return how many."""
+        deleted = 0
+        with self.transaction() as db:
+            for instance_id in instance_ids:
+                deleted += self._delete_instance(db, hub, instance_id)
+        return deleted
+
+    def _delete_instance(
+        self, db: sqlite3.Connection, hub: str, instance_id: str
+    ) -> int:
+        for table in ("history", "messages", "activities"):
+            db.execute(
+                f"DELETE FROM {table} WHERE hub=? AND instance_id=?", (hub, instance_id)
+            )
+        cursor = db.execute(
+            "DELETE FROM instances WHERE hub=? AND instance_id=?", (hub, instance_id)
+        )
+        self._forget_history(hub, instance_id)
+        return cursor.rowcount
+
+    # Messages and episodes
+
+    def enqueue(self, hub: str, messages: list[Message]) -> None:
+        """Store messages for instances (events, timers, control operations)."""
+        with self.transaction() as db:
+            self._insert_messages(db, hub, messages)
+
+    def delete_messages(self, ids: list[int]) -> None:
+        """Remove messages that can never be delivered."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM messages WHERE id=?", [(i,) for i in ids])
+
+    def ready_instances(
+        self, hub: str, now: float, limit: int, busy: set[str]
+    ) -> list[str]:
+        """Instances with a due message, oldest first, skipping those in flight."""
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT instance_id FROM messages WHERE hub=? AND visible_at<=? "
+                "GROUP BY instance_id ORDER BY MIN(id) LIMIT ?",
+                (hub, now, limit + len(busy)),
+            )
+            .fetchall()
+        )
+        return [row[0] for row in rows if row[0] not in busy][:limit]
+
+    def next_due(self, hub: str) -> float | None:
+        """When the earliest message of the hub becomes visible."""
+        row = (
+            self._connection()
+            .execute("SELECT MIN(visible_at) FROM messages WHERE hub=?", (hub,))
+            .fetchone()
+        )
+        return row[0] if row and row[0] is not None else None
+
+    def load(self, hub: str, instance_id: str, now: float) -> LoadedInstance:
+        """Read what an episode of one instance needs."""
+        instance = self.get_instance(hub, instance_id)
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT id, execution_id, event, meta, visible_at FROM messages "
+                "WHERE hub=? AND instance_id=? AND visible_at<=? ORDER BY id",
+                (hub, instance_id, now),
+            )
+            .fetchall()
+        )
+        pending = [
+            Message(
+                instance_id=instance_id,
+                id=row[0],
+                execution_id=row[1],
+                event=json.loads(row[2]),
+                meta=json.loads(row[3]),
+                visible_at=row[4],
+            )
+            for row in rows
+        ]
+        history = self.history(hub, instance_id) if instance else []
+        return LoadedInstance(instance, history, pending)
+
+    def commit_episode(self, hub: str, result: EpisodeResult) -> None:
+        """Store everything one episode changed, in one transaction."""
+        instance = result.instance
+        key = (hub, instance.instance_id)
+        new_texts = [json.dumps(e) for e in result.new_history]
+        with self.transaction() as db:
+            if result.consumed:
+                marks = ",".join("?" * len(result.consumed))
+                db.execute(
+                    f"DELETE FROM messages WHERE id IN ({marks})", result.consumed
+                )
+            if result.reset_history:
+                db.execute(
+                    "DELETE FROM history WHERE hub=? AND instance_id=?",
+                    (hub, instance.instance_id),
+                )
+                db.execute(
+                    "DELETE FROM activities WHERE hub=? AND instance_id=?",
+                    (hub, instance.instance_id),
+                )
+                db.execute(
+                    "DELETE FROM messages WHERE hub=? AND instance_id=?",
+                    (hub, instance.instance_id),
+                )
+                length = 0
+            else:
+                length = self._history_length(db, hub, instance.instance_id)
+            db.executemany(
+                "INSERT INTO history (hub, instance_id, seq, event) VALUES (?,?,?,?)",
+                [
+                    (hub, instance.instance_id, length + offset, text)
+                    for offset, text in enumerate(new_texts)
+                ],
+            )
+            self._write_instance(db, hub, instance, length + len(new_texts))
+            for child in result.children:
+                self._write_instance(db, hub, child)
+            if result.finished:
+                db.execute(
+                    "DELETE FROM messages WHERE hub=? AND instance_id=?",
+                    (hub, instance.instance_id),
+                )
+                db.execute(
+                    "DELETE FROM activities WHERE hub=? AND instance_id=?",
+                    (hub, instance.instance_id),
+                )
+            for timer_id in result.cancelled_timers:
+                db.execute(
+                    "DELETE FROM messages WHERE hub=? AND instance_id=? AND timer_id=?",
+                    (hub, instance.instance_id, timer_id),
+                )
+            self._insert_messages(db, hub, result.messages)
+            db.executemany(
+                "INSERT INTO activities (hub, instance_id, execution_id, task_id, "
+                "name, input, meta) VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        hub,
+                        work.instance_id,
+                        work.execution_id,
+                        work.task_id,
+                        work.name,
+                        work.input,
+                        json.dumps(work.meta),
+                    )
+                    for work in result.activities
+                ],
+            )
+        self._remember_history(key, new_texts, result.reset_history, result.finished)
+
+    # Activities
+
+    def claim_activities(
+        self, hub: str, after_id: int, limit: int
+    ) -> list[ActivityWork]:
+        """Activity work stored after the given id, oldest first."""
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT id, instance_id, execution_id, task_id, name, input, meta "
+                "FROM activities WHERE hub=? AND id>? ORDER BY id LIMIT ?",
+                (hub, after_id, limit),
+            )
+            .fetchall()
+        )
+        return [
+            ActivityWork(
+                id=row[0],
+                instance_id=row[1],
+                execution_id=row[2],
+                task_id=row[3],
+                name=row[4],
+                input=row[5],
+                meta=json.loads(row[6]),
+            )
+            for row in rows
+        ]
+
+    def complete_activities(
+        self, hub: str, completions: list[tuple[ActivityWork, Message]]
+    ) -> None:
+        """Replace finished activity work with its completion messages, atomically."""
+        with self.transaction() as db:
+            for work, message in completions:
+                cursor = db.execute("DELETE FROM activities WHERE id=?", (work.id,))
+                # Work already removed belonged to a terminated or restarted
+                # instance: its result has nowhere to go.
+                if cursor.rowcount:
+                    self._insert_messages(db, hub, [message])
+
+    def counts(self, hub: str) -> dict[str, int]:
+        """Backlog figures for logs and health: due messages and queued activities."""
+        db = self._connection()
+        now = time.time()
+        messages = db.execute(
+            "SELECT COUNT(*) FROM messages WHERE hub=? AND visible_at<=?", (hub, now)
+        ).fetchone()[0]
+        activities = db.execute(
+            "SELECT COUNT(*) FROM activities WHERE hub=?", (hub,)
+        ).fetchone()[0]
+        return {"dueMessages": messages, "queuedActivities": activities}
+
+    # Timer triggers
+
+    def timer_last_fire(self, name: str) -> datetime | None:
+        """When a timer function last fired, to detect occurrences missed while down."""
+        row = (
+            self._connection()
+            .execute("SELECT last_fire FROM timers WHERE name=?", (name,))
+            .fetchone()
+        )
+        return datetime.fromisoformat(row[0]) if row else None
+
+    def set_timer_last_fire(self, name: str, moment: datetime) -> None:
+        """Remember a timer function's latest occurrence."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO timers (name, last_fire) VALUES (?, ?)",
+                (name, moment.isoformat()),
+            )
+
+    # Helpers
+
+    def _insert_messages(
+        self, db: sqlite3.Connection, hub: str, messages: list[Message]
+    ) -> None:
+        db.executemany(
+            "INSERT INTO messages (hub, instance_id, execution_id, timer_id, event, "
+            "meta, visible_at) VALUES (?,?,?,?,?,?,?)",
+            [
+                (
+                    hub,
+                    m.instance_id,
+                    m.execution_id,
+                    m.event.get("TimerId")
+                    if m.event["EventType"] == EventType.TIMER_FIRED
+                    else None,
+                    json.dumps(m.event),
+                    json.dumps(m.meta),
+                    m.visible_at,
+                )
+                for m in messages
+            ],
+        )
+
+    def _write_instance(
+        self,
+        db: sqlite3.Connection,
+        hub: str,
+        instance: Instance,
+        history_length: int = 0,
+    ) -> None:
+        db.execute(
+            f"INSERT OR REPLACE INTO instances (hub, {INSTANCE_COLUMNS}) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                hub,
+                instance.instance_id,
+                instance.name,
+                instance.execution_id,
+                instance.status,
+                instance.input,
+                instance.output,
+                instance.custom_status,
+                instance.parent_instance_id,
+                instance.parent_task_id,
+                json.dumps(instance.parent_meta) if instance.parent_meta else None,
+                instance.created_at,
+                instance.updated_at,
+                instance.next_event_id,
+                json.dumps(instance.recorded),
+                history_length,
+            ),
+        )
+
+    def _history_length(
+        self, db: sqlite3.Connection, hub: str, instance_id: str
+    ) -> int:
+        row = db.execute(
+            "SELECT history_length FROM instances WHERE hub=? AND instance_id=?",
+            (hub, instance_id),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _history_texts(self, hub: str, instance_id: str) -> list[str]:
+        key = (hub, instance_id)
+        with self._cache_lock:
+            cached = self._history_cache.get(key)
+            if cached is not None:
+                self._history_cache.move_to_end(key)
+                return list(cached)
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT event FROM history WHERE hub=? AND instance_id=? ORDER BY seq",
+                (hub, instance_id),
+            )
+            .fetchall()
+        )
+        texts = [row[0] for row in rows]
+        with self._cache_lock:
+            self._history_cache[key] = list(texts)
+            self._trim_cache()
+        return texts
+
+    def _remember_history(
+        self, key: tuple[str, str], new_texts: list[str], reset: bool, finished: bool
+    ) -> None:
+        """Keep the cached history in step with what was just committed."""
+        with self._cache_lock:
+            if finished:
+                self._history_cache.pop(key, None)
+                return
+            if reset:
+                self._history_cache[key] = list(new_texts)
+            else:
+                cached = self._history_cache.get(key)
+                if cached is None:
+                    return  # not cached: the next read goes to the file
+                cached.extend(new_texts)
+            self._history_cache.move_to_end(key)
+            self._trim_cache()
+
+    def _forget_history(self, hub: str, instance_id: str) -> None:
+        with self._cache_lock:
+            self._history_cache.pop((hub, instance_id), None)
+
+    def _trim_cache(self) -> None:
+        while len(self._history_cache) > HISTORY_CACHE_SIZE:
+            self._history_cache.popitem(last=False)
+
+
+def _instance_from_row(row: tuple[Any, ...]) -> Instance:
+    return Instance(
+        instance_id=row[0],
+        name=row[1],
+        execution_id=row[2],
+        status=row[3],
+        input=row[4],
+        output=row[5],
+        custom_status=row[6],
+        parent_instance_id=row[7],
+        parent_task_id=row[8],
+        parent_meta=json.loads(row[9]) if row[9] else None,
+        created_at=row[10],
+        updated_at=row[11],
+        next_event_id=row[12],
+        recorded=json.loads(row[13]),
+    )
+
+
+def _encode_token(created_at: float, instance_id: str) -> str:
+    raw = json.dumps([created_at, instance_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_token(token: str) -> tuple[float, str]:
+    """Read a continuation token, or raise ValueError for a malformed one."""
+    try:
+        created_at, instance_id = json.loads(base64.urlsafe_b64decode(token))
+        return float(created_at), str(instance_id)
+    except Exception as exc:
+        raise ValueError(f"continuation token '{token[:40]}' is not valid") from exc
