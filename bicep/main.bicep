@@ -87,10 +87,6 @@ param cosmosAutoscaleMaxThroughput int = 1000
 @minValue(60)
 param finishedJobTtlSeconds int = 2592000
 
-@description('Optional. How long schedule runs and health-probe results are kept in Cosmos DB, in seconds (container default TTL). Default: 2592000 (30 days).')
-@minValue(60)
-param historyTtlSeconds int = 2592000
-
 @description('Optional. Blob container for claim-check payloads, passed to the apps as DURALANE_BLOB_CONTAINER. Default: duralane-payloads.')
 param payloadContainerName string = 'duralane-payloads'
 
@@ -195,7 +191,6 @@ module cosmos 'modules/cosmos.bicep' = {
     locations: stampLocations
     databaseName: cosmosDatabaseName
     autoscaleMaxThroughput: cosmosAutoscaleMaxThroughput
-    historyTtlSeconds: historyTtlSeconds
     tags: allTags
   }
 }

@@ -20,73 +20,23 @@ param databaseName string = 'duralane'
 @minValue(1000)
 param autoscaleMaxThroughput int = 1000
 
-@description('Optional. Default time to live of the runs and probes containers, in seconds. Default: 2592000 (30 days).')
-@minValue(60)
-param historyTtlSeconds int = 2592000
-
 @description('Optional. Tags added to the account. Default: none.')
 param tags object = {}
 
 // Serverless accounts are single-region only.
 var isServerless = length(locations) == 1
 
-// TODO(store issue): use the indexing policy files from duralane/store/cosmos/
-// via loadJsonContent once they exist. Until then every container indexes every
-// path, which costs extra RU on writes of large job payloads but is correct.
-var defaultIndexingPolicy = {
-  indexingMode: 'consistent'
-  automatic: true
-  includedPaths: [
-    {
-      path: '/*'
-    }
-  ]
-  excludedPaths: [
-    {
-      path: '/"_etag"/?'
-    }
-  ]
-}
-
-// defaultTtl -1 turns TTL on without a default: items expire only when they
-// carry a ttl, which the store sets on finished jobs and expired leases.
+// Each container's definition (id, partition key, default TTL, indexing policy)
+// is owned by the store, next to the code that queries it. defaultTtl -1 turns
+// TTL on without a default: items expire only when they carry a ttl, which the
+// store sets on finished jobs and lapsed leases.
 var containers = [
-  {
-    name: 'jobs'
-    partitionKey: '/id'
-    defaultTtl: -1
-    indexingPolicy: defaultIndexingPolicy
-  }
-  {
-    name: 'deadletters'
-    partitionKey: '/id'
-    defaultTtl: -1
-    indexingPolicy: defaultIndexingPolicy
-  }
-  {
-    name: 'schedules'
-    partitionKey: '/id'
-    defaultTtl: -1
-    indexingPolicy: defaultIndexingPolicy
-  }
-  {
-    name: 'runs'
-    partitionKey: '/scheduleId'
-    defaultTtl: historyTtlSeconds
-    indexingPolicy: defaultIndexingPolicy
-  }
-  {
-    name: 'probes'
-    partitionKey: '/scheduleId'
-    defaultTtl: historyTtlSeconds
-    indexingPolicy: defaultIndexingPolicy
-  }
-  {
-    name: 'leases'
-    partitionKey: '/id'
-    defaultTtl: -1
-    indexingPolicy: defaultIndexingPolicy
-  }
+  loadJsonContent('../../duralane/store/cosmos/jobs.json')
+  loadJsonContent('../../duralane/store/cosmos/deadletters.json')
+  loadJsonContent('../../duralane/store/cosmos/schedules.json')
+  loadJsonContent('../../duralane/store/cosmos/runs.json')
+  loadJsonContent('../../duralane/store/cosmos/probes.json')
+  loadJsonContent('../../duralane/store/cosmos/leases.json')
 ]
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
@@ -139,19 +89,9 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-05-15
 
 resource containerResources 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-05-15' = [for container in containers: {
   parent: database
-  name: container.name
+  name: container.id
   properties: {
-    resource: {
-      id: container.name
-      partitionKey: {
-        paths: [
-          container.partitionKey
-        ]
-        kind: 'Hash'
-      }
-      defaultTtl: container.defaultTtl
-      indexingPolicy: container.indexingPolicy
-    }
+    resource: container
   }
 }]
 
