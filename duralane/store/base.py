@@ -126,11 +126,12 @@ class Store(ABC):
     async def create(self, container: str, doc: Doc) -> Doc:
         """Insert a new record; RecordExists if its id is taken (idempotency)."""
         spec = container_spec(container)
-        stored = await self._prepare(spec, doc)
+        full, stored = await self._prepare(spec, doc)
         created = await self._metered(
             "create", spec, doc["id"], lambda meter: self._create(spec, stored, meter)
         )
-        return await self._restore(spec, created)
+        # The caller's own values, not the blob references: no download needed.
+        return {**full, ETAG: created[ETAG]}
 
     async def read(
         self, container: str, record_id: str, *, partition_key: str | None = None
@@ -149,14 +150,14 @@ class Store(ABC):
     async def replace(self, container: str, doc: Doc, etag: str) -> Doc:
         """Overwrite a record only if it still has this etag; else EtagConflict."""
         spec = container_spec(container)
-        stored = await self._prepare(spec, doc)
+        full, stored = await self._prepare(spec, doc)
         replaced = await self._metered(
             "replace",
             spec,
             doc["id"],
             lambda meter: self._replace(spec, stored, etag, meter),
         )
-        return await self._restore(spec, replaced)
+        return {**full, ETAG: replaced[ETAG]}
 
     async def patch(
         self,
@@ -335,8 +336,8 @@ class Store(ABC):
             f"{spec.name} is partitioned by {spec.partition_key}: pass partition_key"
         )
 
-    async def _prepare(self, spec: ContainerSpec, doc: Doc) -> Doc:
-        """Validate, stamp the finished TTL and claim-check a record to be written."""
+    async def _prepare(self, spec: ContainerSpec, doc: Doc) -> tuple[Doc, Doc]:
+        """Validate, stamp the TTL, claim-check: (full record, what to store)."""
         record_id = doc.get("id")
         if not isinstance(record_id, str) or not record_id:
             raise ValueError(f"{spec.name} record needs a non-empty string id")
@@ -354,9 +355,9 @@ class Store(ABC):
                 f"record is {size} bytes; the store keeps at most "
                 f"{self._max_record_bytes}, claim-checked payloads included",
             )
-        if self._claim_check is not None:
-            stored = await self._claim_check.offload(spec, stored)
-        return stored
+        if self._claim_check is None:
+            return stored, stored
+        return stored, await self._claim_check.offload(spec, stored)
 
     async def _restore(self, spec: ContainerSpec, doc: Doc) -> Doc:
         if self._claim_check is None:
