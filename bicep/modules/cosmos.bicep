@@ -30,14 +30,14 @@ var isServerless = length(locations) == 1
 // is owned by the store, next to the code that queries it. defaultTtl -1 turns
 // TTL on without a default: items expire only when they carry a ttl, which the
 // store sets on finished jobs and lapsed leases.
-var containers = [
-  loadJsonContent('../../duralane/store/cosmos/jobs.json')
-  loadJsonContent('../../duralane/store/cosmos/deadletters.json')
-  loadJsonContent('../../duralane/store/cosmos/schedules.json')
-  loadJsonContent('../../duralane/store/cosmos/runs.json')
-  loadJsonContent('../../duralane/store/cosmos/probes.json')
-  loadJsonContent('../../duralane/store/cosmos/leases.json')
-]
+var containers = {
+  jobs: loadJsonContent('../../duralane/store/cosmos/jobs.json')
+  deadletters: loadJsonContent('../../duralane/store/cosmos/deadletters.json')
+  schedules: loadJsonContent('../../duralane/store/cosmos/schedules.json')
+  runs: loadJsonContent('../../duralane/store/cosmos/runs.json')
+  probes: loadJsonContent('../../duralane/store/cosmos/probes.json')
+  leases: loadJsonContent('../../duralane/store/cosmos/leases.json')
+}
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
   name: accountName
@@ -87,11 +87,11 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-05-15
   }
 }
 
-resource containerResources 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-05-15' = [for container in containers: {
+resource containerResources 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-05-15' = [for container in items(containers): {
   parent: database
-  name: container.id
+  name: container.value.id
   properties: {
-    resource: container
+    resource: container.value
   }
 }]
 
