@@ -30,7 +30,6 @@ class FunctionEntry:
     bindings: list[Any]
     call: Callable[..., Any]
     is_async: bool
-    client_params: list[str] = field(default_factory=list)
     trigger_param: str = ""
 
     def describe(self) -> str:
@@ -111,7 +110,6 @@ def _entry(function: Any) -> FunctionEntry:
     trigger = function.get_trigger()
     bindings = list(function.get_bindings())
     call = function.get_user_function()
-    client_params = [b.name for b in bindings if b.type == "durableClient"]
     return FunctionEntry(
         name=function.get_function_name(),
         trigger_type=trigger.type,
@@ -119,7 +117,6 @@ def _entry(function: Any) -> FunctionEntry:
         bindings=bindings,
         call=call,
         is_async=inspect.iscoroutinefunction(call),
-        client_params=client_params,
         trigger_param=trigger.name,
     )
 

@@ -74,7 +74,7 @@ class HubWorker:
         *,
         max_orchestrations: int,
         max_activities: int,
-        client_factory: Callable[[str], str],
+        client_factory: Callable[[FunctionEntry], dict[str, str]],
         clock: Clock = time.time,
     ) -> None:
         self.hub = hub
@@ -337,8 +337,7 @@ class HubWorker:
                 datum, trigger_metadata=None
             )
         }
-        for name in entry.client_params:
-            arguments[name] = self.client_factory(self.hub)
+        arguments.update(self.client_factory(entry))
         return arguments
 
     def _log_activity_start(self, work: ActivityWork) -> str:

@@ -20,6 +20,7 @@ from duralane.runtime.config import (
     HubSettings,
     load_host_config,
     load_local_settings,
+    resolve_setting_reference,
 )
 from duralane.runtime.engine import HubWorker
 from duralane.runtime.http_api import (
@@ -98,7 +99,7 @@ class Runtime:
                 self.loop,
                 max_orchestrations=hub.max_orchestrations,
                 max_activities=hub.max_activities,
-                client_factory=self.client_starter,
+                client_factory=self.client_arguments,
             )
             self.workers[hub.name] = worker
             worker.start()
@@ -160,6 +161,8 @@ class Runtime:
         payload = management_payload(base, hub, "INSTANCEID", self.api_key)
         payload["id"] = "INSTANCEID"
         rpc = f"{base}{WEBHOOK_PREFIX}/"
+        if hub != self.default_hub:
+            rpc += f"taskhubs/{hub}/"
         return json.dumps(
             {
                 "taskHubName": hub,
@@ -173,6 +176,19 @@ class Runtime:
                 "requiredQueryStringParameters": "",
             }
         )
+
+    def client_arguments(self, entry: FunctionEntry) -> dict[str, str]:
+        """A starter for each durableClient binding, for the task hub it names."""
+        arguments = {}
+        for binding in entry.bindings:
+            if binding.type == "durableClient":
+                arguments[binding.name] = self.client_starter(self.binding_hub(binding))
+        return arguments
+
+    def binding_hub(self, binding: Any) -> str:
+        """The task hub a durableClient binding names, %SETTING% resolved."""
+        name = getattr(binding, "task_hub", None)
+        return resolve_setting_reference(str(name)) if name else self.default_hub
 
     def management_urls(
         self, hub: str, instance_id: str, request: Any
@@ -205,9 +221,9 @@ class Runtime:
             hubs[hub.name] = hub
         for entry in self.index.functions:
             for binding in entry.bindings:
-                name = getattr(binding, "task_hub", None)
-                if binding.type == "durableClient" and name and name not in hubs:
-                    hubs[name] = HubSettings(name, 8, 8)
+                if binding.type == "durableClient":
+                    name = self.binding_hub(binding)
+                    hubs.setdefault(name, HubSettings(name, 8, 8))
         return list(hubs.values())
 
     def _ensure_queues(self) -> None:

@@ -183,10 +183,7 @@ class HttpApi:
             body=body,
         )
         arguments: dict[str, Any] = {entry.trigger_param: http_request}
-        for name in entry.client_params:
-            arguments[name] = self.runtime.client_starter(
-                self._client_hub(entry), request
-            )
+        arguments.update(self.runtime.client_arguments(entry))
         invocation_id = uuid.uuid4().hex
         started = time.perf_counter()
         logger.info("Executing %s (invocation %s)", entry.name, invocation_id)
@@ -209,12 +206,6 @@ class HttpApi:
         )
         return to_aiohttp_response(result)
 
-    def _client_hub(self, entry: FunctionEntry) -> str:
-        for binding in entry.bindings:
-            if binding.type == "durableClient" and getattr(binding, "task_hub", None):
-                return str(binding.task_hub)
-        return self.runtime.default_hub
-
     # Durable Functions HTTP API
 
     async def durable_api(self, request: web.Request) -> web.StreamResponse:
@@ -225,6 +216,9 @@ class HttpApi:
             )
         parts = [p for p in request.match_info["tail"].split("/") if p]
         hub = request.query.get("taskHub") or self.runtime.default_hub
+        if parts[:1] == ["taskhubs"] and len(parts) > 1:
+            # Clients bound to another hub reach it through their rpcBaseUrl path.
+            hub, parts = parts[1], parts[2:]
         worker = self.runtime.workers.get(hub)
         if worker is None:
             return error_response(404, f"task hub '{hub}' is not served here")

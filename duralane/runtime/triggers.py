@@ -106,8 +106,7 @@ class TimerTrigger:
             schedule={"AdjustForDST": True},
         )
         arguments: dict[str, Any] = {self.entry.trigger_param: request}
-        for name in self.entry.client_params:
-            arguments[name] = self.runtime.client_starter(self.runtime.default_hub)
+        arguments.update(self.runtime.client_arguments(self.entry))
         invocation_id = uuid.uuid4().hex
         started = time.perf_counter()
         logger.info(
@@ -191,8 +190,7 @@ class ServiceBusTrigger:
         arguments: dict[str, Any] = {
             self.entry.trigger_param: to_function_message(message)
         }
-        for name in self.entry.client_params:
-            arguments[name] = self.runtime.client_starter(self.runtime.default_hub)
+        arguments.update(self.runtime.client_arguments(self.entry))
         invocation_id = uuid.uuid4().hex
         logger.info(
             "Executing %s (invocation %s, queue %s, message %s, delivery %d)",
