@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import islice, pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from duralane.schedules.cron import CronExpression, FoldPolicy, GapPolicy
+from duralane.schedules.errors import CronSyntaxError
+from tests.schedules.test_cron_reference import cron_expressions
 
 
 def utc(text: str) -> datetime:
@@ -197,3 +201,50 @@ def test_fire_times_refuse_a_naive_start_instant() -> None:
         CronExpression.parse("* * * * *").next_after(
             datetime(2026, 1, 1), ZoneInfo("UTC")
         )
+
+
+TRANSITIONS = [
+    ("Europe/Berlin", "2026-03-29T01:00"),
+    ("Europe/Berlin", "2026-10-25T01:00"),
+    ("America/New_York", "2026-11-01T06:00"),
+    ("Australia/Lord_Howe", "2026-04-04T15:00"),
+    ("Australia/Lord_Howe", "2026-10-03T15:30"),
+    ("America/Santiago", "2026-09-06T04:00"),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cron_expressions(),
+    st.sampled_from(TRANSITIONS),
+    st.integers(min_value=-3 * 3600, max_value=3600),
+    st.sampled_from(["shift", "skip"]),
+    st.sampled_from(["once", "both"]),
+)
+def test_fires_across_a_transition_rise_strictly_and_skipped_gaps_match_the_expression(
+    expression_and_form: tuple[str, bool],
+    transition: tuple[str, str],
+    offset_seconds: int,
+    dst: GapPolicy,
+    fold: FoldPolicy,
+) -> None:
+    text, _ = expression_and_form
+    try:
+        expression = CronExpression.parse(text)
+    except CronSyntaxError:
+        assume(False)
+        raise
+    zone_name, instant = transition
+    zone = ZoneInfo(zone_name)
+    start = utc(instant) + timedelta(seconds=offset_seconds)
+    actual = list(islice(expression.fire_times(start, zone, dst=dst, fold=fold), 40))
+    assert all(fire > start for fire in actual)
+    assert all(a < b for a, b in pairwise(actual))
+    if fold == "once":
+        # No fire is the second occurrence of a repeated wall time.
+        assert all(fire.astimezone(zone).fold == 0 for fire in actual)
+    if dst == "skip":
+        # Without shifting, every fire is a wall time the expression names.
+        for fire in actual:
+            wall = fire.astimezone(zone).replace(tzinfo=None)
+            assert expression.next_wall_time(wall) == wall
