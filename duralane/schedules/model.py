@@ -46,7 +46,9 @@ MAX_JITTER_SECONDS = 24 * 3600
 # Schedule ids end up inside run ids and URLs; "." is left out on purpose so a
 # run id's timestamp can never be mistaken for part of a schedule id.
 _ID_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
-MAX_ID_LENGTH = 60
+# A run id is "sched-<id>-<YYYYMMDDTHHMMSSZ>" plus "-now" for trigger-now, and
+# it becomes the job id, which the jobs model caps at 64 characters.
+MAX_ID_LENGTH = 36
 
 # The error type pydantic reports for rules that span several fields; its
 # context carries the field to blame, since a model validator has no location.
@@ -126,9 +128,15 @@ class EveryTrigger(CamelModel):
 
 
 class AtTrigger(CamelModel):
-    """Fire once, at one instant."""
+    """Fire once, at one instant, to the whole second."""
 
     instant: UtcDatetime
+
+    @field_validator("instant")
+    @classmethod
+    def _whole_second(cls, instant: datetime) -> datetime:
+        """Run ids name fires to the second, so fires fall on whole seconds."""
+        return instant.replace(microsecond=0)
 
 
 class Schedule(CamelModel):

@@ -52,8 +52,11 @@ def fire_run_id(schedule_id: str, fire_at: datetime) -> str:
 
 
 def manual_run_id(schedule_id: str, requested_at: datetime) -> str:
-    """A trigger-now run id; the suffix keeps it apart from every fire's id."""
-    return f"sched-{schedule_id}-{_compact(requested_at)}-manual"
+    """A trigger-now run id; the suffix keeps it apart from every fire's id.
+
+    Taken to the second, so a double-click starts one run, not two.
+    """
+    return f"sched-{schedule_id}-{_compact(requested_at.replace(microsecond=0))}-now"
 
 
 def jitter_for(schedule_id: str, fire_at: datetime, jitter_seconds: float) -> timedelta:

@@ -85,7 +85,8 @@ def test_defaults_are_the_documented_policies() -> None:
          "endAt", "is not after startAt"),
         ({"startAt": "2026-07-01T00:00:00"}, "startAt", "timezone"),
         ({"id": "has.dot"}, "id", "letters, digits"),
-        ({"id": ""}, "id", "1 to 60 characters"),
+        ({"id": ""}, "id", "1 to 36 characters"),
+        ({"id": "x" * 37}, "id", "1 to 36 characters"),
         ({"colour": "blue"}, "colour", "Extra inputs are not permitted"),
     ],
 )  # fmt: skip
@@ -105,6 +106,14 @@ def test_an_at_instant_in_the_future_is_accepted_and_stored_in_utc() -> None:
     )
     assert schedule.at is not None
     assert schedule.at.instant == datetime(2026, 6, 2, 7, 0, tzinfo=UTC)
+
+
+def test_an_at_instant_is_kept_to_the_whole_second() -> None:
+    schedule = parse_schedule(
+        schedule_data(cron=None, at={"instant": "2026-06-02T07:00:00.750Z"}), now=NOW
+    )
+    assert schedule.at is not None
+    assert schedule.at.instant.microsecond == 0
 
 
 def test_the_template_seam_reports_an_invalid_job_on_the_job_field() -> None:

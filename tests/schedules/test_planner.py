@@ -298,13 +298,21 @@ def test_trigger_now_starts_a_run_whose_id_no_fire_can_have() -> None:
     (start,) = plan.starts
     assert start.reason == "manual"
     assert start.run_id != fire_run_id(schedule.id, at(5))
-    assert start.run_id.endswith("-manual")
+    assert start.run_id == f"sched-{schedule.id}-20260601T120500Z-now"
     assert plan.state.processed_through == state.processed_through
     # The scheduled fire at the same instant still starts its own run.
     scheduled = plan_tick(
         schedule.model_copy(update={"overlap": "allow"}), plan.state, at(5, 1)
     )
     assert started_fires(scheduled) == [at(5)]
+
+
+def test_run_ids_fit_the_job_id_limit_for_the_longest_schedule_id() -> None:
+    schedule = make_schedule(id="x" * 36)
+    late = datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert len(fire_run_id(schedule.id, late.replace(microsecond=0))) <= 64
+    plan = trigger_now(schedule, initial_state(schedule, T0), late)
+    assert len(plan.starts[0].run_id) <= 64
 
 
 def test_trigger_now_works_while_paused() -> None:
