@@ -21,8 +21,11 @@ $(NODE_STAMP): package.json
 	touch $@
 
 ## run: serve function_app.py on the embedded runtime at 127.0.0.1:7071 until Ctrl-C.
-run: $(STAMP)
+run: $(STAMP) local.settings.json
 	$(BIN)/duralane run --app function_app.py --host 127.0.0.1 --port 7071 --data-dir .duralane
+
+local.settings.json:
+	cp local.settings.sample.json $@
 
 ## test: style, types and the whole test suite, with every local service it needs.
 test: $(STAMP) $(NODE_STAMP) lint typecheck

@@ -1,0 +1,116 @@
+"""Job activities: run an attempt, probe an endpoint, and record how a job ends."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import azure.durable_functions as df
+
+from duralane.jobs import service
+from duralane.jobs.errors import FailureInfo, failure_info
+from duralane.jobs.kinds import JobContext, run_job
+from duralane.jobs.kinds.probe import (
+    ProbeEndpoint,
+    ProbeResult,
+    probe_endpoint,
+    summarize,
+)
+from duralane.jobs.safety import TargetPolicy
+from duralane.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+bp = df.Blueprint()
+
+
+def _policy() -> TargetPolicy:
+    return TargetPolicy.from_settings(Settings.from_environ())
+
+
+@bp.activity_trigger(input_name="payload", activity="run_attempt")
+async def run_attempt(payload: dict[str, Any]) -> dict[str, Any]:
+    """Record the attempt's start, run the job once, and record how it went."""
+    store = await service.get_store()
+    job_id, attempt, run = (
+        payload["jobId"],
+        int(payload["attempt"]),
+        int(payload["run"]),
+    )
+    record = await service.start_attempt(store, job_id, attempt, run)
+    if record.state.is_final:
+        logger.info("job %s is %s; attempt %d skipped", job_id, record.state, attempt)
+        return {"ok": record.state == "succeeded", "failure": None}
+
+    context = JobContext(
+        job_id=job_id,
+        attempt=attempt,
+        idempotency_key=record.spec.idempotency_key,
+        target_policy=_policy(),
+    )
+    try:
+        result = await run_job(
+            record.spec.kind,
+            record.spec.params,
+            context,
+            timeout_seconds=record.spec.attempt_timeout_seconds,
+        )
+    except Exception as exc:
+        failure = failure_info(exc)
+        await service.finish_attempt(store, job_id, attempt, run, failure=failure)
+        return {"ok": False, "failure": failure.to_dict()}
+    await service.finish_attempt(store, job_id, attempt, run, result=result)
+    return {"ok": True, "failure": None}
+
+
+@bp.activity_trigger(input_name="payload", activity="record_attempt_timeout")
+async def record_attempt_timeout(payload: dict[str, Any]) -> None:
+    """Close an attempt that never reported back as timed out."""
+    store = await service.get_store()
+    failure = FailureInfo(kind="timeout", message="attempt did not report back in time")
+    await service.finish_attempt(
+        store,
+        payload["jobId"],
+        int(payload["attempt"]),
+        int(payload["run"]),
+        failure=failure,
+    )
+
+
+@bp.activity_trigger(input_name="payload", activity="probe_endpoint")
+async def probe_one_endpoint(payload: dict[str, Any]) -> dict[str, Any]:
+    """Probe one endpoint; a failing endpoint is a result, not an error."""
+    endpoint = ProbeEndpoint.model_validate(payload["endpoint"])
+    result = await probe_endpoint(endpoint, policy=_policy(), job_id=payload["jobId"])
+    return result.model_dump(mode="json", by_alias=True)
+
+
+@bp.activity_trigger(input_name="payload", activity="record_probe_results")
+async def record_probe_results(payload: dict[str, Any]) -> dict[str, Any]:
+    """Store each endpoint's result and the summary as the attempt's outcome."""
+    store = await service.get_store()
+    job_id, attempt, run = (
+        payload["jobId"],
+        int(payload["attempt"]),
+        int(payload["run"]),
+    )
+    await service.start_attempt(store, job_id, attempt, run)
+    results = [ProbeResult.model_validate(r) for r in payload["results"]]
+    summary = summarize(results).model_dump(mode="json", by_alias=True)
+    outcome = {"summary": summary, "results": payload["results"]}
+    await service.finish_attempt(store, job_id, attempt, run, result=outcome)
+    return {"ok": True, "failure": None}
+
+
+@bp.activity_trigger(input_name="payload", activity="dead_letter_job")
+async def dead_letter_job(payload: dict[str, Any]) -> None:
+    """Move the job to dead letters with its reason."""
+    store = await service.get_store()
+    await service.dead_letter(store, payload["jobId"], payload["reason"])
+
+
+@bp.activity_trigger(input_name="payload", activity="record_cancellation")
+async def record_cancellation(payload: dict[str, Any]) -> None:
+    """Record the cancellation on the job."""
+    store = await service.get_store()
+    await service.mark_cancelled(store, payload["jobId"])

@@ -1,0 +1,1 @@
+"""Deterministic workflows: they decide, activities act."""

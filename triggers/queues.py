@@ -1,0 +1,100 @@
+"""Service Bus triggers: one queue per lane, taking the same JSON as POST /api/jobs."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.durable_functions as df
+import azure.functions as func
+from pydantic import ValidationError
+
+from duralane.jobs import service
+from duralane.jobs.model import field_errors, parse_job_spec
+from triggers.submission import LANE_HUBS, submit_and_start
+
+logger = logging.getLogger(__name__)
+
+bp = df.Blueprint()
+CONNECTION = "ServiceBusConnection"
+
+
+async def _accept(
+    lane: str, message: func.ServiceBusMessage, client: df.DurableOrchestrationClient
+) -> None:
+    """Turn a message into a job; a body that is no job goes to dead letters."""
+    queue = f"jobs-{lane}"
+    body = message.get_body()
+    text = body.decode("utf-8", errors="replace")
+    store = await service.get_store()
+    try:
+        spec = parse_job_spec(_with_lane(body, lane))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{e['field'] or 'body'}: {e['reason']}" for e in field_errors(exc)
+        )
+        await service.dead_letter_message(
+            store, queue, message.message_id or "", text, f"invalid job: {problems}"
+        )
+        return
+    except ValueError as exc:
+        await service.dead_letter_message(
+            store, queue, message.message_id or "", text, str(exc)
+        )
+        return
+    submission = await submit_and_start(store, spec, client)
+    logger.info(
+        "queue %s message %s became job %s (%s)",
+        queue,
+        message.message_id,
+        submission.record.job_id,
+        "new" if submission.created else "existing",
+    )
+
+
+def _with_lane(body: bytes, lane: str) -> dict[str, object]:
+    """The message's job with the queue's lane; a different lane is refused."""
+    import json
+
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"body is not JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(data, dict):
+        raise ValueError("body must be a JSON object describing one job")
+    named = data.setdefault("lane", lane)
+    if named != lane:
+        raise ValueError(f"job names lane '{named}' but arrived on queue jobs-{lane}")
+    return data
+
+
+@bp.service_bus_queue_trigger(
+    arg_name="msg", queue_name="jobs-high", connection=CONNECTION
+)
+@bp.durable_client_input(client_name="client", task_hub=LANE_HUBS["high"])
+async def jobs_high(
+    msg: func.ServiceBusMessage, client: df.DurableOrchestrationClient
+) -> None:
+    """High-lane submissions."""
+    await _accept("high", msg, client)
+
+
+@bp.service_bus_queue_trigger(
+    arg_name="msg", queue_name="jobs-normal", connection=CONNECTION
+)
+@bp.durable_client_input(client_name="client", task_hub=LANE_HUBS["normal"])
+async def jobs_normal(
+    msg: func.ServiceBusMessage, client: df.DurableOrchestrationClient
+) -> None:
+    """Normal-lane submissions."""
+    await _accept("normal", msg, client)
+
+
+@bp.service_bus_queue_trigger(
+    arg_name="msg", queue_name="jobs-low", connection=CONNECTION
+)
+@bp.durable_client_input(client_name="client", task_hub=LANE_HUBS["low"])
+async def jobs_low(
+    msg: func.ServiceBusMessage, client: df.DurableOrchestrationClient
+) -> None:
+    """Low-lane submissions."""
+    await _accept("low", msg, client)

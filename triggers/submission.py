@@ -1,0 +1,49 @@
+"""Submit-and-start, shared by the HTTP API and the lane queues."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import azure.durable_functions as df
+
+from duralane.jobs import service
+from duralane.jobs.model import JobSpec, JobState
+from duralane.jobs.order import JobOrder
+from duralane.store import Store
+
+logger = logging.getLogger(__name__)
+
+ORCHESTRATOR = "run_job"
+# Each lane is its own task hub; in Azure its own Function App serves it.
+LANE_HUBS = {"high": "DuralaneHigh", "normal": "DuralaneNormal", "low": "DuralaneLow"}
+
+
+async def submit_and_start(
+    store: Store, spec: JobSpec, client: df.DurableOrchestrationClient
+) -> service.Submission:
+    """Store the job and start its orchestration, once per idempotency key."""
+    submission = await service.submit(store, spec)
+    record = submission.record
+    if submission.created or record.state == JobState.QUEUED:
+        # A queued job from an earlier call may have lost its start to a crash
+        # between the store write and start_new: start it if it never began.
+        status = await client.get_status(record.instance_id)
+        if submission.created or not status:
+            await client.start_new(
+                ORCHESTRATOR, record.instance_id, JobOrder.for_record(record).to_json()
+            )
+            logger.info(
+                "started job %s lane %s as instance %s",
+                record.job_id,
+                spec.lane,
+                record.instance_id,
+            )
+    return submission
+
+
+def job_json(record: Any) -> dict[str, Any]:
+    """A job as the API shows it."""
+    doc = service.to_doc(record)
+    doc.pop("_etag", None)
+    return doc
