@@ -143,7 +143,7 @@ def request(
 
 
 def checked(response: httpx.Response) -> Any:
-    """The JSON body of a successful response, or a CliError with the server's reason."""
+    """The JSON body of a success, or a CliError carrying the server's reason."""
     try:
         body = response.json()
     except ValueError:
@@ -192,7 +192,8 @@ def queue_send(args: argparse.Namespace) -> int:
     else:
         note = " (duplicate, dropped)" if result["duplicate"] else ""
         print(
-            f"sent {result['messageId']} to {args.queue} as #{result['sequenceNumber']}{note}"
+            f"sent {result['messageId']} to {args.queue} "
+            f"as #{result['sequenceNumber']}{note}"
         )
     return EXIT_OK
 

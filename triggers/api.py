@@ -1,4 +1,4 @@
-"""The HTTP API: submit, inspect and cancel jobs; inspect, replay, purge dead letters."""
+"""The HTTP API: submit, inspect, cancel jobs; inspect, replay, purge dead letters."""
 
 from __future__ import annotations
 

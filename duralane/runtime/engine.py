@@ -385,7 +385,8 @@ class HubWorker:
             )
         logger.log(
             logging.INFO if error is None else logging.WARNING,
-            "Executed activity %s (invocation %s, instance %s, task %d): %s in %.1f ms%s",
+            "Executed activity %s (invocation %s, instance %s, task %d): "
+            "%s in %.1f ms%s",
             work.name,
             invocation_id,
             work.instance_id,

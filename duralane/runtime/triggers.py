@@ -68,7 +68,7 @@ class TimerSchedule:
 
 
 class TimerTrigger:
-    """Fires one timer-triggered function on its schedule, catching up after downtime."""
+    """Fires one timer function on its schedule, catching up after downtime."""
 
     def __init__(self, runtime: Runtime, entry: FunctionEntry) -> None:
         self.runtime = runtime
