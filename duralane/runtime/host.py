@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from duralane.runtime.config import (
 )
 from duralane.runtime.engine import HubWorker
 from duralane.runtime.http_api import (
+    RPC_SEGMENT,
     WEBHOOK_PREFIX,
     HttpApi,
     is_loopback,
@@ -61,6 +63,8 @@ class Runtime:
         load_local_settings(app_dir)
         os.environ.setdefault("DURALANE_DATA_DIR", str(options.data_dir))
         self.api_key = os.environ.get("DURALANE_API_KEY", "")
+        # The durable client cannot send a key, so its calls carry this secret path.
+        self.rpc_token = secrets.token_urlsafe(18)
         if not is_loopback(self.host) and not self.api_key:
             raise RuntimeConfigError(
                 f"binding to {self.host} exposes the API beyond this machine; set "
@@ -160,7 +164,7 @@ class Runtime:
         base = self.base_url
         payload = management_payload(base, hub, "INSTANCEID", self.api_key)
         payload["id"] = "INSTANCEID"
-        rpc = f"{base}{WEBHOOK_PREFIX}/"
+        rpc = f"{base}{WEBHOOK_PREFIX}/{RPC_SEGMENT}/{self.rpc_token}/"
         if hub != self.default_hub:
             rpc += f"taskhubs/{hub}/"
         return json.dumps(

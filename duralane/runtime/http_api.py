@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
 QUEUE_PREFIX = "/runtime/queues"
+# The durable client binding's calls: WEBHOOK_PREFIX/rpc/<runtime's token>/...
+RPC_SEGMENT = "rpc"
 ROUTE_PARAMETER = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}?]*)?(\?)?\}")
 
 
@@ -210,11 +212,15 @@ class HttpApi:
 
     async def durable_api(self, request: web.Request) -> web.StreamResponse:
         """Serve the Durable Functions management API."""
-        if not self._authorized(request, "admin"):
+        parts = [p for p in request.match_info["tail"].split("/") if p]
+        from_client = parts[:2] == [RPC_SEGMENT, self.runtime.rpc_token]
+        if from_client:
+            # The in-process durable client, which has no way to send a key.
+            parts = parts[2:]
+        elif not self._authorized(request, "admin"):
             return error_response(
                 401, "the management API needs the API key (code=...)"
             )
-        parts = [p for p in request.match_info["tail"].split("/") if p]
         hub = request.query.get("taskHub") or self.runtime.default_hub
         if parts[:1] == ["taskhubs"] and len(parts) > 1:
             # Clients bound to another hub reach it through their rpcBaseUrl path.
