@@ -16,7 +16,7 @@ ORCHESTRATION_APP = APPS / "orchestrations" / "orchestration_sample_app.py"
 def orchestrations(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RuntimeProcess]:
-    """One runtime serving the orchestration sample app, shared to keep the suite fast."""
+    """One runtime for the orchestration sample app, shared to keep the suite fast."""
     data_dir: Path = tmp_path_factory.mktemp("orchestrations")
     runtime = RuntimeProcess(ORCHESTRATION_APP, data_dir).start()
     yield runtime

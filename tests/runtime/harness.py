@@ -125,12 +125,11 @@ class RuntimeProcess:
                     if match:
                         return match
                 checked = len(self.lines)
-                if self.process is not None and self.process.poll() is not None:
-                    if self._reader is not None and not self._reader.is_alive():
-                        raise RuntimeExited(
-                            f"runtime exited with {self.process.returncode} before "
-                            f"logging /{pattern.pattern}/:\n{self.log()}"
-                        )
+                if self._finished():
+                    raise RuntimeExited(
+                        f"runtime exited before logging /{pattern.pattern}/:\n"
+                        f"{self.log()}"
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(
@@ -138,6 +137,15 @@ class RuntimeProcess:
                         f"{timeout}s:\n{self.log()}"
                     )
                 self._seen.wait(min(left, 0.2))
+
+    def _finished(self) -> bool:
+        """The process ended and every line it wrote has been read."""
+        return (
+            self.process is not None
+            and self.process.poll() is not None
+            and self._reader is not None
+            and not self._reader.is_alive()
+        )
 
     def log(self) -> str:
         """Everything the runtime printed so far (for assertion messages)."""
