@@ -68,7 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=run_command)
 
     queue = commands.add_parser("queue", help="send to and inspect the local queues")
-    add_connection_options(queue)
     queue_commands = queue.add_subparsers(title="queue commands")
     send = queue_commands.add_parser("send", help="send one message")
     send.add_argument("queue")
@@ -76,14 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--message-id")
     send.add_argument("--content-type", default="application/json")
     send.add_argument("--property", action="append", default=[], metavar="KEY=VALUE")
+    add_connection_options(send)
     send.set_defaults(handler=queue_send)
     peek = queue_commands.add_parser("peek", help="show messages without locking them")
     peek.add_argument("queue")
     peek.add_argument("--count", type=int, default=10)
+    add_connection_options(peek)
     peek.set_defaults(handler=queue_peek)
     dead = queue_commands.add_parser("dead-letters", help="show dead-lettered messages")
     dead.add_argument("queue")
     dead.add_argument("--count", type=int, default=10)
+    add_connection_options(dead)
     dead.set_defaults(handler=queue_dead_letters)
     return parser
 

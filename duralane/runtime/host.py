@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from azure.durable_functions.models.utils.http_utils import (
+    _close_session as close_durable_client_session,
+)
 
 from duralane.runtime.app import AppIndex, FunctionEntry, load_app
 from duralane.runtime.config import (
@@ -61,7 +64,8 @@ class Runtime:
         self.port = options.port
         app_dir = options.app.resolve().parent
         load_local_settings(app_dir)
-        os.environ.setdefault("DURALANE_DATA_DIR", str(options.data_dir))
+        # --data-dir decides where everything lives, the app's own store included.
+        os.environ["DURALANE_DATA_DIR"] = str(options.data_dir)
         self.api_key = os.environ.get("DURALANE_API_KEY", "")
         # The durable client cannot send a key, so its calls carry this secret path.
         self.rpc_token = secrets.token_urlsafe(18)
@@ -129,6 +133,7 @@ class Runtime:
         if self._runner is not None:
             await self._runner.cleanup()
         self._function_pool.shutdown(wait=False)
+        await close_durable_client_session()
         self.queues.close()
         self.hub_store.close()
 
