@@ -1,0 +1,1 @@
+"""End-to-end job tests: the Duralane app on the embedded runtime, over HTTP."""

@@ -1,0 +1,45 @@
+"""Fixtures: the Duralane app on the embedded runtime, and loopback targets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.jobs_e2e.support import TargetServer
+from tests.runtime.harness import REPO, RuntimeProcess
+
+APP = REPO / "function_app.py"
+LOOPBACK = "127.0.0.0/8"
+
+
+def _start(data_dir: Path, env: dict[str, str]) -> RuntimeProcess:
+    settings = {"DURALANE_DATA_DIR": str(data_dir), **env}
+    return RuntimeProcess(Path("function_app.py"), data_dir, env=settings).start()
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+    """The app with loopback allow-listed, so jobs can reach test targets."""
+    runtime = _start(
+        tmp_path_factory.mktemp("duralane"), {"DURALANE_ALLOWED_TARGETS": LOOPBACK}
+    )
+    yield runtime
+    runtime.stop()
+
+
+@pytest.fixture(scope="session")
+def guarded_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+    """The app with no allow list, as in Azure: loopback targets are refused."""
+    runtime = _start(tmp_path_factory.mktemp("duralane-guarded"), {})
+    yield runtime
+    runtime.stop()
+
+
+@pytest.fixture(scope="session")
+def target() -> Iterator[TargetServer]:
+    """One loopback target server; each test scripts its own fresh paths."""
+    server = TargetServer().start()
+    yield server
+    server.stop()
