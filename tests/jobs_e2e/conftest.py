@@ -15,7 +15,14 @@ LOOPBACK = "127.0.0.0/8"
 
 
 def _start(data_dir: Path, env: dict[str, str]) -> RuntimeProcess:
-    settings = {"DURALANE_DATA_DIR": str(data_dir), **env}
+    # Pin every setting the tests rely on: a local.settings.json next to the app
+    # fills in whatever the environment leaves unset, and it allows loopback.
+    settings = {
+        "DURALANE_DATA_DIR": str(data_dir),
+        "DURALANE_SQLITE_PATH": str(data_dir / "state.sqlite3"),
+        "DURALANE_ALLOWED_TARGETS": "",
+        **env,
+    }
     return RuntimeProcess(Path("function_app.py"), data_dir, env=settings).start()
 
 
