@@ -26,6 +26,11 @@ STARTUP_SECONDS = 30.0
 STOP_SECONDS = 20.0
 
 
+# One client for the whole session: building one per request costs more than the
+# request itself. Plain HTTP on loopback only, so no proxies from the environment.
+HTTP = httpx.Client(timeout=30, trust_env=False)
+
+
 class RuntimeExited(AssertionError):
     """The runtime process ended while a test still needed it."""
 
@@ -110,7 +115,7 @@ class RuntimeProcess:
 
     def _answers(self) -> bool:
         try:
-            return httpx.get(self.base_url + "/", timeout=2).status_code == 200
+            return HTTP.get(self.base_url + "/", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -190,13 +195,13 @@ class RuntimeProcess:
         return self.base_url + path
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(self.url(path), timeout=30, **kwargs)
+        return HTTP.get(self.url(path), **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.post(self.url(path), timeout=30, **kwargs)
+        return HTTP.post(self.url(path), **kwargs)
 
     def delete(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.delete(self.url(path), timeout=30, **kwargs)
+        return HTTP.delete(self.url(path), **kwargs)
 
     # The Durable management API
 

@@ -1,0 +1,117 @@
+"""Durability: timers survive a restart, and a SIGKILL loses no orchestration."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tests.runtime.harness import (
+    APPS,
+    WEBHOOK,
+    RuntimeProcess,
+    event_types,
+    unique,
+    wait_until,
+)
+
+DURABILITY_APP = APPS / "durability" / "durability_sample_app.py"
+TIMER_CREATED = 10
+TIMER_FIRED = 11
+CRASH_INSTANCES = 200
+
+
+def list_instances(runtime: RuntimeProcess, prefix: str, **params: str) -> list[Any]:
+    """Every instance whose id starts with a prefix, following continuation tokens."""
+    found: list[Any] = []
+    token = None
+    while True:
+        headers = {"x-ms-continuation-token": token} if token else {}
+        response = runtime.get(
+            f"{WEBHOOK}/instances",
+            params={"instanceIdPrefix": prefix, "top": "1000", **params},
+            headers=headers,
+        )
+        assert response.status_code == 200, response.text
+        found.extend(response.json())
+        token = response.headers.get("x-ms-continuation-token")
+        if not token:
+            return found
+
+
+def test_timer_pending_across_a_restart_fires_once(tmp_path: Path) -> None:
+    """Stopped while a durable timer waits, the restarted runtime fires it once."""
+    runtime = RuntimeProcess(DURABILITY_APP, tmp_path / "data").start()
+    instance = unique("sleeper")
+    try:
+        runtime.start_orchestration(
+            "sleeper_orchestrator", instance, {"seconds": 2, "marker": instance}
+        )
+        runtime.wait_status(
+            instance,
+            lambda s: TIMER_CREATED in event_types(s.get("historyEvents", [])),
+        )
+    finally:
+        assert runtime.stop() == 0
+
+    runtime.start()
+    try:
+        status = runtime.wait_done(instance)
+    finally:
+        runtime.stop()
+
+    assert status["runtimeStatus"] == "Completed"
+    assert status["output"] == instance
+    assert event_types(status["historyEvents"]).count(TIMER_FIRED) == 1
+    records = (runtime.data_dir / "records.log").read_text().splitlines()
+    assert records.count(instance) == 1
+
+
+def test_every_orchestration_completes_after_a_sigkill(tmp_path: Path) -> None:
+    """Killed mid-run, the runtime resumes every instance from its history."""
+    runtime = RuntimeProcess(DURABILITY_APP, tmp_path / "data").start()
+    prefix = unique("crash")
+    ids = [f"{prefix}-{n:03d}" for n in range(CRASH_INSTANCES)]
+    with ThreadPoolExecutor(8) as starters:
+        list(
+            starters.map(
+                lambda pair: runtime.start_orchestration(
+                    "crunch_orchestrator", pair[1], pair[0]
+                ),
+                enumerate(ids),
+            )
+        )
+    wait_until(
+        lambda: len(list_instances(runtime, prefix, runtimeStatus="Completed")) >= 10,
+        timeout=60,
+        what="some instances to complete before the kill",
+        detail=runtime.log,
+    )
+    completed_at_kill = len(list_instances(runtime, prefix, runtimeStatus="Completed"))
+
+    runtime.kill()
+    runtime.start()
+    try:
+        wait_until(
+            lambda: (
+                len(list_instances(runtime, prefix, runtimeStatus="Completed"))
+                == CRASH_INSTANCES
+            ),
+            timeout=90,
+            what=f"all {CRASH_INSTANCES} instances to complete after the restart",
+            detail=lambda: str(
+                {
+                    s: len(list_instances(runtime, prefix, runtimeStatus=s))
+                    for s in ("Pending", "Running", "Failed")
+                }
+            ),
+        )
+        outputs = {
+            i["instanceId"]: i["output"] for i in list_instances(runtime, prefix)
+        }
+    finally:
+        runtime.stop()
+
+    assert completed_at_kill < CRASH_INSTANCES
+    for number, instance in enumerate(ids):
+        assert outputs[instance] == {"number": number, "total": number * 2 + 10}
