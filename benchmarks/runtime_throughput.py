@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -59,6 +60,9 @@ class Workload:
     episodes: int
     activities: int
     seconds: float
+    # CPU of the whole process over the workload: steadier than wall time when
+    # other work shares the machine.
+    cpu_seconds: float
 
     @property
     def items(self) -> int:
@@ -81,7 +85,8 @@ class Workload:
             f"{self.episodes:>6} {'episodes' if ours else 'workflows'} "
             f"{self.activities:>6} {'activities' if ours else 'steps'} "
             f"in {self.seconds:7.2f} s = {self.items_per_second:8.0f} items/s, "
-            f"{self.instances_per_second:7.0f} instances/s"
+            f"{self.instances_per_second:7.0f} instances/s, "
+            f"{self.cpu_seconds:6.2f} s CPU"
         )
 
 
@@ -152,7 +157,7 @@ async def duralane_workload(
     """Start one instance per input, wait for all, and read the worker's counters."""
     prefix = f"{name}-"
     episodes, activities = worker.episodes, worker.activities_run
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
 
     def start_all() -> None:
         for number, input_text in enumerate(inputs):
@@ -168,6 +173,7 @@ async def duralane_workload(
         worker.episodes - episodes,
         worker.activities_run - activities,
         seconds,
+        time.process_time() - cpu,
     )
 
 
@@ -239,24 +245,26 @@ def run_dbos(count: int, width: int, journal: str) -> list[Workload]:
     DBOS.launch()
     steps = DBOS.register_queue("bench-steps", polling_interval_sec=0.05)
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         handles = [DBOS.start_workflow(single_step, i) for i in range(count)]
         results = [handle.get_result() for handle in handles]
         single_seconds = time.perf_counter() - started
+        single_cpu = time.process_time() - cpu
         if results != list(range(count)):
             raise RuntimeError("DBOS single-step workflows returned wrong results")
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         total = DBOS.start_workflow(fan_out, width).get_result()
         fan_seconds = time.perf_counter() - started
+        fan_cpu = time.process_time() - cpu
         if total != width * (width - 1) // 2:
             raise RuntimeError(f"DBOS fan-out summed to {total}")
     finally:
         DBOS.destroy()
         tmp.cleanup()
     return [
-        Workload("dbos", "single", count, count, count, single_seconds),
-        Workload("dbos", f"fan-out-{width}", 1, 1, width, fan_seconds),
+        Workload("dbos", "single", count, count, count, single_seconds, single_cpu),
+        Workload("dbos", f"fan-out-{width}", 1, 1, width, fan_seconds, fan_cpu),
     ]
 
 
@@ -302,11 +310,17 @@ def summary(ours: list[Workload], peer: list[Workload], journal: str) -> dict[st
         "duralane_fan_out_s": round(fan.seconds, 3),
         "duralane_fan_out_items_per_s": round(fan.items_per_second, 1),
         "duralane_fan_out_episodes": fan.episodes,
+        "duralane_cpu_ms_per_orchestration": round(
+            1000 * single.cpu_seconds / single.instances, 2
+        ),
         "dbos_journal": journal,
         "dbos_items_per_s": round(peer_single.items_per_second, 1),
         "dbos_workflows_per_s": round(peer_single.instances_per_second, 1),
         "dbos_fan_out_s": round(peer_fan.seconds, 3),
         "dbos_fan_out_items_per_s": round(peer_fan.items_per_second, 1),
+        "dbos_cpu_ms_per_workflow": round(
+            1000 * peer_single.cpu_seconds / peer_single.instances, 2
+        ),
         "ratio_items_per_s": ratio(
             single.items_per_second, peer_single.items_per_second
         ),
@@ -319,6 +333,8 @@ def summary(ours: list[Workload], peer: list[Workload], journal: str) -> dict[st
             single.items_per_second, peer_single.items_per_second
         )
         >= 10,
+        # Others share this machine's cores; a high load depresses both engines.
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -361,7 +377,8 @@ def main(argv: list[str] | None = None) -> None:
         f"ratio Duralane/DBOS ({args.dbos_journal} journal): "
         f"items/s {figures['ratio_items_per_s']}x, "
         f"orchestrations/s {figures['ratio_orchestrations_per_s']}x, "
-        f"fan-out speed {figures['ratio_fan_out_speed']}x"
+        f"fan-out speed {figures['ratio_fan_out_speed']}x; "
+        f"1-minute load average {figures['load_average_1m']} on {os.cpu_count()} cores"
     )
     print(json.dumps(figures))
 
