@@ -276,6 +276,17 @@ class HubStore:
         self._forget_history(hub, instance_id)
         return cursor.rowcount
 
+    def _clear_finished(
+        self, db: sqlite3.Connection, hub: str, instance_id: str
+    ) -> None:
+        """A child retried under its fixed id starts again from an empty history."""
+        row = db.execute(
+            "SELECT status FROM instances WHERE hub=? AND instance_id=?",
+            (hub, instance_id),
+        ).fetchone()
+        if row and row[0] in TERMINAL_STATUSES:
+            self._delete_instance(db, hub, instance_id)
+
     # Messages and episodes
 
     def enqueue(self, hub: str, messages: list[Message]) -> None:
@@ -374,6 +385,7 @@ class HubStore:
             )
             self._write_instance(db, hub, instance, length + len(new_texts))
             for child in result.children:
+                self._clear_finished(db, hub, child.instance_id)
                 self._write_instance(db, hub, child)
             if result.finished:
                 db.execute(
