@@ -118,6 +118,28 @@ def test_sub_orchestration_retry_runs_the_child_again(
     assert TIMER_FIRED in kinds
 
 
+def test_sub_orchestration_retry_reuses_the_chosen_child_id(
+    orchestrations: RuntimeProcess,
+) -> None:
+    """A child started under a fixed id is retried under that same id."""
+    instance = unique("parent-retry-id")
+    child = unique("fixed-child")
+    request = {
+        "mode": "retry",
+        "key": instance,
+        "failures": 1,
+        "attempts": 3,
+        "child_id": child,
+    }
+    orchestrations.start_orchestration("parent_orchestrator", instance, request)
+
+    status = orchestrations.wait_done(instance)
+
+    assert status["runtimeStatus"] == "Completed", status
+    assert status["output"] == {"child": f"Hello {instance}"}
+    assert orchestrations.status(child)["runtimeStatus"] == "Completed"
+
+
 def test_durable_timer_fires_then_the_orchestration_continues(
     orchestrations: RuntimeProcess,
 ) -> None:

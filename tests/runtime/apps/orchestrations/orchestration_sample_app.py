@@ -91,7 +91,7 @@ def parent_orchestrator(context: df.DurableOrchestrationContext):
     if request["mode"] == "retry":
         options = df.RetryOptions(100, request["attempts"])
         result = yield context.call_sub_orchestrator_with_retry(
-            "flaky_child_orchestrator", options, request
+            "flaky_child_orchestrator", options, request, request.get("child_id")
         )
     else:
         result = yield context.call_sub_orchestrator(
