@@ -139,6 +139,15 @@ var duralaneSettings = {
   DURALANE_DEADLINE_LOW: string(laneDeadlines.low)
 }
 
+// Each lane is its own task hub (the names triggers/submission.py binds its
+// durable clients to), and only the lane's own queue trigger listens.
+var laneSettings = {
+  AzureFunctionsJobHost__extensions__durableTask__hubName: durableKnobs.hubName
+  'AzureWebJobs.jobs_high.Disabled': string(lane != 'high')
+  'AzureWebJobs.jobs_normal.Disabled': string(lane != 'normal')
+  'AzureWebJobs.jobs_low.Disabled': string(lane != 'low')
+}
+
 var hostSettings = {
   AzureFunctionsJobHost__extensions__durableTask__maxConcurrentActivityFunctions: string(durableKnobs.maxConcurrentActivityFunctions)
   AzureFunctionsJobHost__extensions__durableTask__maxConcurrentOrchestratorFunctions: string(durableKnobs.maxConcurrentOrchestratorFunctions)
@@ -155,7 +164,7 @@ var dedicatedSettings = isFlex
       FUNCTIONS_WORKER_RUNTIME: 'python'
     }
 
-var appSettings = union(identitySettings, duralaneSettings, hostSettings, dedicatedSettings)
+var appSettings = union(identitySettings, duralaneSettings, laneSettings, hostSettings, dedicatedSettings)
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: 'plan-${appName}'
