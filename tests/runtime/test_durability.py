@@ -26,7 +26,7 @@ def list_instances(runtime: RuntimeProcess, prefix: str, **params: str) -> list[
     found: list[Any] = []
     token = None
     while True:
-        headers = {"x-ms-continuation-token": token} if token else {}
+        headers: dict[str, str] = {"x-ms-continuation-token": token} if token else {}
         response = runtime.get(
             f"{WEBHOOK}/instances",
             params={"instanceIdPrefix": prefix, "top": "1000", **params},

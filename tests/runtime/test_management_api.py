@@ -183,7 +183,7 @@ def test_query_pages_with_the_continuation_token(
     token = None
     pages = 0
     while True:
-        headers = {"x-ms-continuation-token": token} if token else {}
+        headers: dict[str, str] = {"x-ms-continuation-token": token} if token else {}
         response = orchestrations.get(
             f"{WEBHOOK}/instances",
             params={"instanceIdPrefix": prefix, "top": "2"},
