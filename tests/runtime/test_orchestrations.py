@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.runtime.harness import (
     RuntimeProcess,
     event_types,
@@ -228,6 +230,29 @@ def test_event_raised_before_the_orchestrator_waits_is_kept(
     assert orchestrations.status(instance)["runtimeStatus"] == "Running"
 
     orchestrations.raise_event(instance, "first", "a")
+
+    assert orchestrations.wait_done(instance)["output"] == ["a", "b"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="SDK 1.7 keeps one deferred event per name, so the later early event "
+    "overwrites the earlier (azure-functions-durable-python#507); Azure does the same",
+)
+def test_buffered_events_of_one_name_are_delivered_once_each(
+    orchestrations: RuntimeProcess,
+) -> None:
+    """Two early events with the same name satisfy two waits, in order."""
+    instance = unique("repeated")
+    orchestrations.start_orchestration("repeated_event_orchestrator", instance, {})
+    orchestrations.raise_event(instance, "item", "a")
+    orchestrations.raise_event(instance, "item", "b")
+    orchestrations.wait_status(
+        instance,
+        lambda s: event_types(s.get("historyEvents", [])).count(EVENT_RAISED) == 2,
+    )
+
+    orchestrations.raise_event(instance, "go", None)
 
     assert orchestrations.wait_done(instance)["output"] == ["a", "b"]
 

@@ -264,3 +264,12 @@ def secure(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="public", auth_level=func.AuthLevel.ANONYMOUS)
 def public(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("open")
+
+
+@app.orchestration_trigger(context_name="context")
+def repeated_event_orchestrator(context: df.DurableOrchestrationContext):
+    """Wait for 'go', then for two 'item' events that may already be buffered."""
+    yield context.wait_for_external_event("go")
+    first = yield context.wait_for_external_event("item")
+    second = yield context.wait_for_external_event("item")
+    return [first, second]
