@@ -14,7 +14,8 @@ APP = REPO / "function_app.py"
 LOOPBACK = "127.0.0.0/8"
 
 
-def _start(data_dir: Path, env: dict[str, str]) -> RuntimeProcess:
+def start_app(data_dir: Path, env: dict[str, str]) -> RuntimeProcess:
+    """The app on the embedded runtime with a data dir and settings of its own."""
     # Pin every setting the tests rely on: a local.settings.json next to the app
     # fills in whatever the environment leaves unset, and it allows loopback.
     settings = {
@@ -29,7 +30,7 @@ def _start(data_dir: Path, env: dict[str, str]) -> RuntimeProcess:
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
     """The app with loopback allow-listed, so jobs can reach test targets."""
-    runtime = _start(
+    runtime = start_app(
         tmp_path_factory.mktemp("duralane"), {"DURALANE_ALLOWED_TARGETS": LOOPBACK}
     )
     yield runtime
@@ -39,7 +40,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
 @pytest.fixture(scope="session")
 def guarded_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
     """The app with no allow list, as in Azure: loopback targets are refused."""
-    runtime = _start(tmp_path_factory.mktemp("duralane-guarded"), {})
+    runtime = start_app(tmp_path_factory.mktemp("duralane-guarded"), {})
     yield runtime
     runtime.stop()
 
