@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from duralane.jobs.model import JobRecord
+from duralane.jobs.model import JobRecord, RetrySpec
 from duralane.jobs.retry import RetryPolicy
 
 
@@ -18,11 +18,8 @@ class JobOrder:
     lane: str
     kind: str
     run: int
-    max_attempts: int
-    initial_delay_seconds: float
-    backoff_multiplier: float
-    max_delay_seconds: float
-    jitter: float
+    # The job's RetrySpec as JSON, so the policy is rebuilt by one validator.
+    retry: dict[str, Any]
     attempt_timeout_seconds: float
     deadline: str | None = None
     run_at: str | None = None
@@ -40,11 +37,7 @@ class JobOrder:
             lane=spec.lane,
             kind=spec.kind,
             run=record.run,
-            max_attempts=spec.retry.max_attempts,
-            initial_delay_seconds=spec.retry.initial_delay_seconds,
-            backoff_multiplier=spec.retry.backoff_multiplier,
-            max_delay_seconds=spec.retry.max_delay_seconds,
-            jitter=spec.retry.jitter,
+            retry=spec.retry.model_dump(mode="json", by_alias=True),
             attempt_timeout_seconds=spec.attempt_timeout_seconds,
             deadline=spec.deadline.isoformat() if spec.deadline else None,
             run_at=spec.run_at.isoformat() if spec.run_at else None,
@@ -63,13 +56,7 @@ class JobOrder:
 
     def retry_policy(self) -> RetryPolicy:
         """The job's backoff rules."""
-        return RetryPolicy(
-            max_attempts=self.max_attempts,
-            initial_delay_seconds=self.initial_delay_seconds,
-            backoff_multiplier=self.backoff_multiplier,
-            max_delay_seconds=self.max_delay_seconds,
-            jitter=self.jitter,
-        )
+        return RetrySpec.model_validate(self.retry).to_policy()
 
     def deadline_at(self) -> datetime | None:
         """The job's deadline as an instant."""

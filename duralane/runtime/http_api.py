@@ -385,14 +385,21 @@ class HttpApi:
             return error_response(404, "no finished instance matches")
         return json_response(200, {"instancesDeleted": deleted})
 
-    async def _raise_event(
-        self, request: web.Request, hub: str, instance_id: str, name: str
-    ) -> web.Response:
+    def _refuse_unless_live(self, hub: str, instance_id: str) -> web.Response | None:
+        """404 for an unknown instance, 410 for a finished one, else None."""
         instance = self.runtime.hub_store.get_instance(hub, instance_id)
         if instance is None:
             return error_response(404, f"no instance with id '{instance_id}'")
         if instance.status in TERMINAL_STATUSES:
             return error_response(410, f"instance '{instance_id}' is {instance.status}")
+        return None
+
+    async def _raise_event(
+        self, request: web.Request, hub: str, instance_id: str, name: str
+    ) -> web.Response:
+        refusal = self._refuse_unless_live(hub, instance_id)
+        if refusal is not None:
+            return refusal
         text = await request.text()
         if text:
             try:
@@ -412,11 +419,9 @@ class HttpApi:
     def _control(
         self, request: web.Request, hub: str, instance_id: str, operation: str
     ) -> web.Response:
-        instance = self.runtime.hub_store.get_instance(hub, instance_id)
-        if instance is None:
-            return error_response(404, f"no instance with id '{instance_id}'")
-        if instance.status in TERMINAL_STATUSES:
-            return error_response(410, f"instance '{instance_id}' is {instance.status}")
+        refusal = self._refuse_unless_live(hub, instance_id)
+        if refusal is not None:
+            return refusal
         kind = {
             "terminate": EventType.EXECUTION_TERMINATED,
             "suspend": EventType.EXECUTION_SUSPENDED,
