@@ -5,12 +5,14 @@ import azure.functions as func
 from activities.jobs import bp as job_activities
 from orchestrators.job import bp as job_orchestrations
 from triggers.api import bp as http_api
+from triggers.dashboard import bp as dashboard
 from triggers.openapi import bp as openapi_document
 from triggers.queues import bp as lane_queues
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 app.register_functions(http_api)
+app.register_functions(dashboard)
 app.register_functions(openapi_document)
 app.register_functions(lane_queues)
 app.register_functions(job_orchestrations)
