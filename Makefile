@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint typecheck format bench clean
+.PHONY: run test chromium lint typecheck format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,15 @@ local.settings.json:
 	cp local.settings.sample.json $@
 
 ## test: style, types and the whole test suite, with every local service it needs.
-test: $(STAMP) $(NODE_STAMP) lint typecheck
+test: $(STAMP) $(NODE_STAMP) chromium lint typecheck
 	$(BIN)/python -m pytest
+
+# The dashboard's browser tests drive Debian's Chromium; Playwright never downloads one.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
