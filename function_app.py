@@ -3,11 +3,14 @@
 import azure.functions as func
 
 from activities.jobs import bp as job_activities
+from duralane import telemetry
 from orchestrators.job import bp as job_orchestrations
 from triggers.api import bp as http_api
 from triggers.dashboard import bp as dashboard
 from triggers.openapi import bp as openapi_document
 from triggers.queues import bp as lane_queues
+
+telemetry.configure()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
