@@ -17,6 +17,7 @@ from duralane.jobs.kinds.probe import (
     summarize,
 )
 from duralane.jobs.safety import TargetPolicy
+from duralane.schedules import health
 from duralane.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -94,10 +95,12 @@ async def record_probe_results(payload: dict[str, Any]) -> dict[str, Any]:
         int(payload["attempt"]),
         int(payload["run"]),
     )
-    await service.start_attempt(store, job_id, attempt, run)
+    record = await service.start_attempt(store, job_id, attempt, run)
     results = [ProbeResult.model_validate(r) for r in payload["results"]]
     summary = summarize(results).model_dump(mode="json", by_alias=True)
     outcome = {"summary": summary, "results": payload["results"]}
+    # Before the job ends, so a finished scheduled probe has its streaks counted.
+    await health.record_probe_run(store, job_id, record.spec.tags, payload["results"])
     await service.finish_attempt(store, job_id, attempt, run, result=outcome)
     return {"ok": True, "failure": None}
 
