@@ -9,6 +9,7 @@ from triggers.api import bp as http_api
 from triggers.dashboard import bp as dashboard
 from triggers.openapi import bp as openapi_document
 from triggers.queues import bp as lane_queues
+from triggers.schedules import bp as schedules
 
 telemetry.configure()
 
@@ -18,5 +19,6 @@ app.register_functions(http_api)
 app.register_functions(dashboard)
 app.register_functions(openapi_document)
 app.register_functions(lane_queues)
+app.register_functions(schedules)
 app.register_functions(job_orchestrations)
 app.register_functions(job_activities)
