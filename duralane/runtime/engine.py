@@ -156,8 +156,7 @@ class HubWorker:
             event=started_event(instance, moment),
             visible_at=now,
         )
-        self.store.create_instance(self.hub, instance, started)
-        self.wake()
+        self.store.submit_instance(self.hub, instance, started, self.wake).result()
         return instance
 
     def send_control(self, instance_id: str, kind: EventType, **fields: Any) -> None:

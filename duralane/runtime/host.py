@@ -135,6 +135,7 @@ class Runtime:
         self._function_pool.shutdown(wait=False)
         await close_durable_client_session()
         self.queues.close()
+        await asyncio.to_thread(self.hub_store.stop_writer)
         self.hub_store.close()
 
     async def serve_forever(self) -> None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import queue
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,6 +101,11 @@ INSTANCE_COLUMNS = (
     "next_event_id, recorded, history_length"
 )
 HISTORY_CACHE_SIZE = 20_000
+# Enough to amortise a commit over a fan-out's completions without holding the
+# write lock so long that readers see stale data for long.
+WRITE_BATCH = 1000
+
+Apply = Callable[[sqlite3.Connection], Any]
 
 
 class InstanceExists(Exception):
@@ -130,6 +137,102 @@ class LoadedInstance:
     pending: list[Message]
 
 
+@dataclass
+class _Write:
+    """One caller's changes, applied inside the writer's shared transaction."""
+
+    apply: Apply
+    after: Callable[[], None] | None
+    future: Future[Any]
+
+
+class StoreWriter:
+    """The one thread that writes the store, committing many callers' changes at once.
+
+    Callers never wait on SQLite's write lock: they queue their changes and the
+    writer applies everything queued so far in one transaction (group commit),
+    each caller's changes inside a savepoint of their own, so one caller's
+    error rolls back only its own changes.
+    """
+
+    def __init__(self, store: HubStore) -> None:
+        self._store = store
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._run, name="hubstore-writer", daemon=True
+        )
+        self._thread.start()
+
+    def submit(
+        self, apply: Apply, after: Callable[[], None] | None = None
+    ) -> Future[Any]:
+        """Queue changes; `after` runs on the writer thread once they are committed."""
+        write = _Write(apply, after, Future())
+        self._queue.put(write)
+        return write.future
+
+    def stop(self) -> None:
+        """Commit what is queued, then end the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < WRITE_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+        self._store.close()
+
+    def _commit(self, batch: list[_Write]) -> None:
+        db = self._store._connection()
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for write in batch:
+                db.execute("SAVEPOINT item")
+                try:
+                    value = write.apply(db)
+                except Exception as exc:
+                    db.execute("ROLLBACK TO item")
+                    db.execute("RELEASE item")
+                    outcomes.append((None, exc))
+                else:
+                    db.execute("RELEASE item")
+                    outcomes.append((value, None))
+            db.execute("COMMIT")
+        except Exception as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            logger.error("store write of %d changes failed: %s", len(batch), exc)
+            for write in batch:
+                write.future.set_exception(exc)
+            return
+        # Callbacks run only after COMMIT, so whatever they wake reads the
+        # committed state; they must never wait on this writer.
+        for write, (value, error) in zip(batch, outcomes, strict=True):
+            if error is not None:
+                write.future.set_exception(error)
+                continue
+            if write.after is not None:
+                try:
+                    write.after()
+                except Exception:
+                    logger.exception("callback after a store write failed")
+            write.future.set_result(value)
+
+
 class HubStore:
     """SQLite persistence for every task hub, safe to share across threads."""
 
@@ -141,6 +244,18 @@ class HubStore:
         self._cache_lock = threading.Lock()
         # executescript commits on its own, so it runs outside transaction().
         self._connection().executescript(SCHEMA)
+        self._writer: StoreWriter | None = None
+        self._writer_lock = threading.Lock()
+
+    def write(
+        self, apply: Apply, after: Callable[[], None] | None = None
+    ) -> Future[Any]:
+        """Queue changes for the store's one writer thread (see StoreWriter)."""
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = StoreWriter(self)
+            writer = self._writer
+        return writer.submit(apply, after)
 
     def _connection(self) -> sqlite3.Connection:
         """One connection per thread: sqlite3 objects must not cross threads."""
@@ -167,6 +282,13 @@ class HubStore:
             raise
         db.execute("COMMIT")
 
+    def stop_writer(self) -> None:
+        """Commit queued writes and end the writer thread."""
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.stop()
+
     def close(self) -> None:
         """Close this thread's connection."""
         db = getattr(self._local, "db", None)
@@ -178,7 +300,18 @@ class HubStore:
 
     def create_instance(self, hub: str, instance: Instance, started: Message) -> None:
         """Store a new instance and its ExecutionStarted message, or refuse."""
-        with self.transaction() as db:
+        self.submit_instance(hub, instance, started).result()
+
+    def submit_instance(
+        self,
+        hub: str,
+        instance: Instance,
+        started: Message,
+        after: Callable[[], None] | None = None,
+    ) -> Future[None]:
+        """Queue a new instance; the future raises InstanceExists if it runs."""
+
+        def apply(db: sqlite3.Connection) -> None:
             row = db.execute(
                 "SELECT status FROM instances WHERE hub=? AND instance_id=?",
                 (hub, instance.instance_id),
@@ -189,6 +322,8 @@ class HubStore:
                 self._delete_instance(db, hub, instance.instance_id)
             self._write_instance(db, hub, instance)
             self._insert_messages(db, hub, [started])
+
+        return self.write(apply, after)
 
     def get_instance(self, hub: str, instance_id: str) -> Instance | None:
         """Read one instance, or None."""
@@ -257,11 +392,12 @@ class HubStore:
 
     def purge(self, hub: str, instance_ids: Iterable[str]) -> int:
         """Delete finished instances with their history; return how many."""
-        deleted = 0
-        with self.transaction() as db:
-            for instance_id in instance_ids:
-                deleted += self._delete_instance(db, hub, instance_id)
-        return deleted
+        ids = list(instance_ids)
+
+        def apply(db: sqlite3.Connection) -> int:
+            return sum(self._delete_instance(db, hub, i) for i in ids)
+
+        return int(self.write(apply).result())
 
     def _delete_instance(
         self, db: sqlite3.Connection, hub: str, instance_id: str
@@ -291,13 +427,15 @@ class HubStore:
 
     def enqueue(self, hub: str, messages: list[Message]) -> None:
         """Store messages for instances (events, timers, control operations)."""
-        with self.transaction() as db:
-            self._insert_messages(db, hub, messages)
+        self.write(lambda db: self._insert_messages(db, hub, messages)).result()
 
     def delete_messages(self, ids: list[int]) -> None:
         """Remove messages that can never be delivered."""
-        with self.transaction() as db:
-            db.executemany("DELETE FROM messages WHERE id=?", [(i,) for i in ids])
+        self.write(
+            lambda db: db.executemany(
+                "DELETE FROM messages WHERE id=?", [(i,) for i in ids]
+            )
+        ).result()
 
     def ready_instances(
         self, hub: str, now: float, limit: int, busy: set[str]
@@ -351,10 +489,27 @@ class HubStore:
 
     def commit_episode(self, hub: str, result: EpisodeResult) -> None:
         """Store everything one episode changed, in one transaction."""
+        self.submit_episode(hub, result).result()
+
+    def submit_episode(
+        self,
+        hub: str,
+        result: EpisodeResult,
+        after: Callable[[], None] | None = None,
+    ) -> Future[None]:
+        """Queue everything one episode changed, to commit atomically."""
         instance = result.instance
         key = (hub, instance.instance_id)
         new_texts = [json.dumps(e) for e in result.new_history]
-        with self.transaction() as db:
+
+        def remember() -> None:
+            self._remember_history(
+                key, new_texts, result.reset_history, result.finished
+            )
+            if after is not None:
+                after()
+
+        def apply(db: sqlite3.Connection) -> None:
             if result.consumed:
                 marks = ",".join("?" * len(result.consumed))
                 db.execute(
@@ -418,7 +573,8 @@ class HubStore:
                     for work in result.activities
                 ],
             )
-        self._remember_history(key, new_texts, result.reset_history, result.finished)
+
+        return self.write(apply, remember)
 
     # Activities
 
@@ -452,13 +608,25 @@ class HubStore:
         self, hub: str, completions: list[tuple[ActivityWork, Message]]
     ) -> None:
         """Replace finished activity work with its completion messages, atomically."""
-        with self.transaction() as db:
+        self.submit_completions(hub, completions).result()
+
+    def submit_completions(
+        self,
+        hub: str,
+        completions: list[tuple[ActivityWork, Message]],
+        after: Callable[[], None] | None = None,
+    ) -> Future[None]:
+        """Queue finished activity work's replacement by its completion messages."""
+
+        def apply(db: sqlite3.Connection) -> None:
             for work, message in completions:
                 cursor = db.execute("DELETE FROM activities WHERE id=?", (work.id,))
                 # Work already removed belonged to a terminated or restarted
                 # instance: its result has nowhere to go.
                 if cursor.rowcount:
                     self._insert_messages(db, hub, [message])
+
+        return self.write(apply, after)
 
     def counts(self, hub: str) -> dict[str, int]:
         """Backlog figures for logs and health: due messages and queued activities."""
@@ -485,11 +653,12 @@ class HubStore:
 
     def set_timer_last_fire(self, name: str, moment: datetime) -> None:
         """Remember a timer function's latest occurrence."""
-        with self.transaction() as db:
-            db.execute(
+        self.write(
+            lambda db: db.execute(
                 "INSERT OR REPLACE INTO timers (name, last_fire) VALUES (?, ?)",
                 (name, moment.isoformat()),
             )
+        ).result()
 
     # Helpers
 
