@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 bp = df.Blueprint()
 CONNECTION = "ServiceBusConnection"
+# Azure's path of a queue's dead-letter sub-queue.
+DEAD_LETTER_QUEUE = "/$deadletterqueue"
 
 
 async def _accept(
@@ -98,3 +100,47 @@ async def jobs_low(
 ) -> None:
     """Low-lane submissions."""
     await _accept("low", msg, client)
+
+
+async def _move_dead_letter(lane: str, message: func.ServiceBusMessage) -> None:
+    """Copy one Service Bus dead letter to the store; completing it empties the DLQ."""
+    queue = f"jobs-{lane}"
+    store = await service.get_store()
+    text = message.get_body().decode("utf-8", errors="replace")
+    reason = message.dead_letter_reason or "dead-lettered by Service Bus"
+    await service.dead_letter_message(
+        store,
+        queue,
+        message.message_id or "",
+        text,
+        reason,
+        description=message.dead_letter_error_description or "",
+        deliveryCount=message.delivery_count,
+        enqueuedAt=(
+            message.enqueued_time_utc.isoformat() if message.enqueued_time_utc else None
+        ),
+    )
+
+
+@bp.service_bus_queue_trigger(
+    arg_name="msg", queue_name=f"jobs-high{DEAD_LETTER_QUEUE}", connection=CONNECTION
+)
+async def jobs_high_dead_letters(msg: func.ServiceBusMessage) -> None:
+    """Move jobs-high's dead letters where GET /api/deadletters shows them."""
+    await _move_dead_letter("high", msg)
+
+
+@bp.service_bus_queue_trigger(
+    arg_name="msg", queue_name=f"jobs-normal{DEAD_LETTER_QUEUE}", connection=CONNECTION
+)
+async def jobs_normal_dead_letters(msg: func.ServiceBusMessage) -> None:
+    """Move jobs-normal's dead letters where GET /api/deadletters shows them."""
+    await _move_dead_letter("normal", msg)
+
+
+@bp.service_bus_queue_trigger(
+    arg_name="msg", queue_name=f"jobs-low{DEAD_LETTER_QUEUE}", connection=CONNECTION
+)
+async def jobs_low_dead_letters(msg: func.ServiceBusMessage) -> None:
+    """Move jobs-low's dead letters where GET /api/deadletters shows them."""
+    await _move_dead_letter("low", msg)

@@ -286,11 +286,17 @@ async def dead_letter(store: Store, job_id: str, reason: str) -> JobRecord:
 
 
 async def dead_letter_message(
-    store: Store, queue: str, message_id: str, body: str, reason: str
+    store: Store,
+    queue: str,
+    message_id: str,
+    body: str,
+    reason: str,
+    **details: Any,
 ) -> Doc:
-    """Keep a queue message that could not become a job, with why, in dead letters."""
+    """Keep a message that never became a job, with why and details, in dead letters."""
     now = utc_now()
     letter = {
+        **details,
         "id": f"msg-{queue}-{message_id}",
         "jobId": "",
         "lane": queue.removeprefix("jobs-"),

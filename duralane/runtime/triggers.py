@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 # A fire that starts this much after its scheduled instant counts as past due.
 PAST_DUE_TOLERANCE = timedelta(seconds=2)
 IDLE_POLL_SECONDS = 1.0
+# Azure's path of a queue's dead-letter sub-queue; a trigger on it reads there.
+DEAD_LETTER_SUFFIX = "/$deadletterqueue"
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ class ServiceBusTrigger:
     def __init__(self, runtime: Runtime, entry: FunctionEntry) -> None:
         self.runtime = runtime
         self.entry = entry
-        self.queue = self.queue_name(entry)
+        self.queue, self.dead_letters = self.entity_path(entry)
         settings = runtime.host_config.queue(self.queue)
         self.max_concurrent = settings.max_concurrent_calls
         self.lock_duration = settings.lock_duration
@@ -151,9 +153,17 @@ class ServiceBusTrigger:
         self._running: set[asyncio.Task[None]] = set()
 
     @staticmethod
+    def entity_path(entry: FunctionEntry) -> tuple[str, bool]:
+        """The queue a trigger reads, and whether it reads its dead-letter sub-queue."""
+        path = resolve_setting_reference(str(entry.trigger.queue_name))
+        if path.lower().endswith(DEAD_LETTER_SUFFIX):
+            return path[: -len(DEAD_LETTER_SUFFIX)], True
+        return path, False
+
+    @staticmethod
     def queue_name(entry: FunctionEntry) -> str:
-        """The queue a trigger reads, with %SETTING% references resolved."""
-        return resolve_setting_reference(str(entry.trigger.queue_name))
+        """The queue entity a trigger needs: a dead-letter path needs its parent."""
+        return ServiceBusTrigger.entity_path(entry)[0]
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Receive while there are free slots; sleep until the next message is due."""
@@ -162,14 +172,20 @@ class ServiceBusTrigger:
             free = self.max_concurrent - len(self._running)
             received: list[ReceivedMessage] = []
             if free > 0:
-                received = await asyncio.to_thread(queues.receive, self.queue, free)
+                receive = (
+                    queues.receive_dead_letters if self.dead_letters else queues.receive
+                )
+                received = await asyncio.to_thread(receive, self.queue, free)
             for message in received:
                 task = asyncio.create_task(self._handle(message))
                 self._running.add(task)
                 task.add_done_callback(self._finished)
             if received:
                 continue
-            due = await asyncio.to_thread(queues.next_due, self.queue)
+            # Dead letters arrive without a send to wake on: poll for them.
+            due = None
+            if not self.dead_letters:
+                due = await asyncio.to_thread(queues.next_due, self.queue)
             timeout = IDLE_POLL_SECONDS
             if due is not None:
                 timeout = min(
@@ -196,7 +212,7 @@ class ServiceBusTrigger:
             "Executing %s (invocation %s, queue %s, message %s, delivery %d)",
             self.entry.name,
             invocation_id,
-            self.queue,
+            self.queue + (DEAD_LETTER_SUFFIX if self.dead_letters else ""),
             message.message_id,
             message.delivery_count,
         )
