@@ -21,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands")
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module_info.name == "__main__":
+            # Importing it runs the command line, which made main(argv) in-process
+            # parse sys.argv instead, and `python -m` run each command nested.
+            continue
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         register = getattr(module, "register", None)
         if register is not None:
