@@ -279,6 +279,5 @@ async def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     page = await service.list_runs(
         store, schedule_id, _page_size(req), req.params.get("continuation")
     )
-    for item in page.items:
-        item.pop("_etag", None)
-    return reply(200, {"items": page.items, "continuation": page.continuation})
+    items = await service.with_job_status(store, page.items)
+    return reply(200, {"items": items, "continuation": page.continuation})

@@ -419,6 +419,23 @@ async def list_runs(
     )
 
 
+async def with_job_status(store: Store, items: list[Doc]) -> list[Doc]:
+    """Runs with their job's current status; run records catch up only on ticks."""
+    shown = []
+    for run in items:
+        run = {k: v for k, v in run.items() if k != ETAG}
+        if run.get("status") == "started":
+            try:
+                job = await store.read(JOBS, str(run["jobId"]))
+                run["status"] = job["status"]
+                if job.get("finishedAt"):
+                    run["finishedAt"] = job["finishedAt"]
+            except RecordNotFound:
+                pass
+        shown.append(run)
+    return shown
+
+
 @dataclass
 class ApplyReport:
     """What applying a schedules file changed."""

@@ -1,0 +1,163 @@
+"""Dispatching across restarts and runtimes, and the API health check."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.jobs_e2e.support import TargetServer, http_job, respond, unique
+from tests.runtime.harness import RuntimeProcess
+from tests.schedules_e2e.conftest import start_scheduler
+from tests.schedules_e2e.support import create, wait_runs
+
+
+def _template(url: str) -> dict[str, Any]:
+    job = http_job("unused", url)
+    del job["id"]
+    return job
+
+
+def test_health_check_alerts_after_n_failures_running(
+    app: RuntimeProcess, target: TargetServer
+) -> None:
+    up = target.route(respond(200))
+    down = target.route(respond(503))
+    schedule_id = unique("health")
+    created = create(
+        app,
+        {
+            "id": schedule_id,
+            "healthcheck": {
+                "endpoints": [
+                    {"name": f"{schedule_id}-up", "url": up},
+                    {"name": f"{schedule_id}-down", "url": down},
+                ],
+                "everySeconds": 1,
+                "failureThreshold": 2,
+            },
+        },
+    )
+    assert created["schedule"]["job"]["kind"] == "probe"
+    assert created["schedule"]["healthcheck"] == {"failureThreshold": 2}
+    failing = re.compile(
+        rf"duralane\.healthcheck\.failing schedule {schedule_id} endpoint "
+        rf"{schedule_id}-down failed (\d+) times running \(threshold 2\)"
+    )
+    match = app.wait_for_log(failing, 60)
+    app.post(f"/api/schedules/{schedule_id}/pause")
+    assert int(match.group(1)) >= 2
+    log = app.log()
+    assert f"endpoint {schedule_id}-up failed" not in log
+    assert re.search(
+        rf"duralane\.healthcheck\.result schedule {schedule_id} endpoint "
+        rf"{schedule_id}-up ok=True status 200",
+        log,
+    )
+    # The first failing check alone did not raise the alert.
+    first = re.search(
+        rf"duralane\.healthcheck\.result schedule {schedule_id} endpoint "
+        rf"{schedule_id}-down ok=False status 503 latency \S+ ms streak 1 ",
+        log,
+    )
+    assert first is not None
+
+
+def test_schedules_file_is_applied_idempotently_across_a_restart(
+    tmp_path: Path, target: TargetServer
+) -> None:
+    url = target.route(respond(200))
+    declared = [
+        {"id": unique("filed"), "job": _template(url), "every": {"seconds": 3600}},
+        {
+            "id": unique("filed-health"),
+            "healthcheck": {"endpoints": [{"name": "api", "url": url}]},
+            "paused": True,
+        },
+    ]
+    runtime = start_scheduler(tmp_path / "one", declared)
+    try:
+        runtime.wait_for_log(re.compile(r"schedules file applied: 2 created"), 30)
+        first = {
+            d["id"]: runtime.get(f"/api/schedules/{d['id']}").json() for d in declared
+        }
+    finally:
+        runtime.stop()
+    runtime = start_scheduler(tmp_path / "one", declared)
+    try:
+        runtime.wait_for_log(
+            re.compile(r"schedules file applied: 0 created, 0 updated, 2 unchanged"), 30
+        )
+        for item in declared:
+            again = runtime.get(f"/api/schedules/{item['id']}").json()
+            assert again["schedule"] == first[item["id"]]["schedule"]
+            assert again["createdAt"] == first[item["id"]]["createdAt"]
+        health = runtime.get(f"/api/schedules/{declared[1]['id']}").json()
+        assert health["schedule"]["every"]["seconds"] == 300
+        assert health["paused"] is True
+    finally:
+        runtime.stop()
+
+
+@pytest.mark.timeout(120)
+def test_two_runtimes_over_one_store_start_each_fire_exactly_once(
+    tmp_path: Path, target: TargetServer
+) -> None:
+    shared = {"DURALANE_SQLITE_PATH": str(tmp_path / "shared.sqlite3")}
+    first = start_scheduler(tmp_path / "a", **shared)
+    second = start_scheduler(tmp_path / "b", **shared)
+    urls = {}
+    try:
+        for _ in range(3):
+            schedule_id = unique("race")
+            urls[schedule_id] = target.route(respond(200))
+            create(
+                first,
+                {
+                    "id": schedule_id,
+                    "job": _template(urls[schedule_id]),
+                    "every": {"seconds": 1},
+                    "overlap": "allow",
+                },
+            )
+        for schedule_id in urls:
+            wait_runs(
+                second,
+                schedule_id,
+                lambda rs: len(rs) >= 10,
+                "to reach ten fires",
+                timeout=60,
+            )
+        for schedule_id in urls:
+            assert first.post(f"/api/schedules/{schedule_id}/pause").status_code == 200
+
+        for schedule_id, url in urls.items():
+            fired = wait_runs(
+                first,
+                schedule_id,
+                lambda rs: all(r["status"] == "succeeded" for r in rs),
+                "to finish every run",
+                timeout=60,
+            )
+            ids = [r["id"] for r in fired]
+            assert len(ids) == len(set(ids))
+            scheduled = sorted(r["scheduledAt"] for r in fired)
+            assert len(scheduled) == len(set(scheduled)), "a fire time ran twice"
+            jobs = first.get(
+                f"/api/jobs?tag=schedule={schedule_id}&pageSize=1000"
+            ).json()["items"]
+            assert sorted(j["id"] for j in jobs) == sorted(ids)
+            for job in jobs:
+                assert len(job["attempts"]) == 1, job
+            hits = Counter(s.path for s in target.hits(url))
+            assert sum(hits.values()) == len(fired), "a job ran twice"
+        logs = (first.log(), second.log())
+        assert all("duralane.schedule.fired" in log for log in logs), (
+            "both runtimes should have dispatched"
+        )
+    finally:
+        first.stop()
+        second.stop()
