@@ -113,9 +113,11 @@ async def measure(
     idle = template(
         {"id": "idle", "job": JOB, "cron": {"expression": "0 0 1 1 *"}}, now
     )
-    # Created 90 s ago with a fire every 60 s: each has one fire due now.
+    # Declared 90 s ago to fire once, 60 s ago: due now, and never again, so
+    # each measurement finds exactly the 100 it just added.
+    instant = (now - timedelta(seconds=60)).isoformat()
     due = template(
-        {"id": "due", "job": JOB, "every": {"seconds": 60}},
+        {"id": "due", "job": JOB, "at": {"instant": instant}},
         now - timedelta(seconds=90),
     )
     ticks: dict[int, float] = {}
