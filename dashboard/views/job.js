@@ -97,7 +97,7 @@ export function timeline(job) {
     ...attempts.map((a) => t(a.endedAt) ?? t(a.startedAt)),
   );
   const span = Math.max(end - start, 1);
-  const W = 600;
+  const W = 900;
   const row = 26;
   const H = attempts.length * row + 28;
   const x = (ms) => 80 + ((ms - start) / span) * (W - 100);

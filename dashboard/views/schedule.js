@@ -2,7 +2,7 @@
 
 import { api } from "../api.js";
 import { badge, errorBox, facts, fmtMs, h, json, scroll } from "../ui.js";
-import { actions, inZone, trigger, zoneOf } from "./schedules.js";
+import { actions, declaration, inZone, trigger, zoneOf } from "./schedules.js";
 
 export async function scheduleView(main, _params, id) {
   main.append(
@@ -27,8 +27,10 @@ export async function scheduleView(main, _params, id) {
         ["Trigger", trigger(schedule)],
         ["Zone", zone],
         ["Next fire", schedule.paused ? "— (paused)" : inZone(schedule.nextFireAt, zone)],
-        ["Overlap", schedule.overlap ?? "skip"],
-        ["Misfire", schedule.misfire ?? "run_once"],
+        ["Jitter", `${declaration(schedule).jitterSeconds ?? 0} s`],
+        ["Overlap", declaration(schedule).overlap ?? "skip"],
+        ["Misfire", declaration(schedule).misfire ?? "run_once"],
+        ["Active runs", String(schedule.activeRunIds?.length ?? 0)],
       ]),
     ];
     parts.push(h("h2", {}, "Upcoming fires"), await preview(id, zone));
@@ -42,8 +44,8 @@ export async function scheduleView(main, _params, id) {
 async function preview(id, zone) {
   try {
     const data = await api(`schedules/${encodeURIComponent(id)}/preview`, { query: { count: 5 } });
-    const times = data.fires ?? data.items ?? [];
-    return h("ol", { class: "fires" }, times.map((t) => h("li", {}, inZone(t.at ?? t, zone))));
+    return h("ol", { class: "fires", "aria-label": "Upcoming fires" },
+      data.fires.map((fire) => h("li", {}, inZone(fire.atUtc, data.timeZone ?? zone))));
   } catch (error) {
     return errorBox(error, "Could not preview the next fires");
   }
@@ -54,11 +56,12 @@ async function runs(id, zone) {
     const { items } = await api(`schedules/${encodeURIComponent(id)}/runs`, { query: { pageSize: 20 } });
     if (!items.length) return h("p", { class: "empty" }, "No runs yet.");
     return scroll(h("table", { class: "list", "aria-label": "Recent runs" },
-      h("thead", {}, h("tr", {}, ["Due", "Fired", "Fire lag", "Job", "Status"].map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", {}, items.map((r) => h("tr", {},
-        h("td", {}, inZone(r.scheduledFor ?? r.dueAt, zone)),
-        h("td", {}, inZone(r.firedAt, zone)),
-        h("td", { class: "num" }, fmtMs(r.fireLagMs)),
+      h("thead", {}, h("tr", {}, ["Due", "Started", "Fire lag", "Why", "Job", "Run"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, items.map((r) => h("tr", { "data-id": r.id },
+        h("td", {}, inZone(r.scheduledAt ?? r.firedAt, zone)),
+        h("td", {}, inZone(r.startedAt, zone)),
+        h("td", { class: "num", "data-field": "fireLag" }, fmtMs(r.fireLagMs)),
+        h("td", {}, r.reason ?? "—"),
         h("td", {}, r.jobId ? h("a", { href: `#/jobs/${encodeURIComponent(r.jobId)}` }, r.jobId) : "—"),
         h("td", {}, r.status ? badge(r.status) : "—"),
       ))),

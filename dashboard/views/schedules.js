@@ -18,11 +18,17 @@ export function inZone(iso, zone) {
   }
 }
 
-export function zoneOf(schedule) {
-  return schedule.cron?.timeZone || "UTC";
+/** The declaration: the API nests it under "schedule", beside what it is doing. */
+export function declaration(schedule) {
+  return schedule.schedule ?? schedule;
 }
 
-export function trigger(schedule) {
+export function zoneOf(schedule) {
+  return declaration(schedule).cron?.timeZone || "UTC";
+}
+
+export function trigger(item) {
+  const schedule = declaration(item);
   if (schedule.cron) return `cron ${schedule.cron.expression}`;
   if (schedule.every) return `every ${schedule.every.seconds} s`;
   if (schedule.at) return `once at ${schedule.at.instant}`;
@@ -61,7 +67,7 @@ export async function schedulesView(main) {
   main.append(h("div", { class: "view-head" }, h("h1", {}, "Schedules")), results);
   const load = async () => {
     try {
-      const { items } = await api("schedules", { query: { pageSize: 200 } });
+      const { items } = await api("schedules", { query: { pageSize: 1000 } });
       results.replaceChildren(
         items.length ? table(items, load) : h("p", { class: "empty" }, "No schedules yet."),
       );
@@ -84,8 +90,8 @@ function table(schedules, reload) {
       h("td", {}, trigger(s)),
       h("td", {}, zoneOf(s)),
       h("td", { "data-field": "next" }, s.paused ? "— (paused)" : inZone(s.nextFireAt, zoneOf(s))),
-      h("td", {}, s.job?.lane ?? "normal"),
-      h("td", {}, s.job?.kind ?? "—"),
+      h("td", {}, declaration(s).job?.lane ?? "normal"),
+      h("td", {}, declaration(s).job?.kind ?? "—"),
       h("td", {}, h("div", { class: "actions" }, actions(s, reload))),
     ))),
   ));

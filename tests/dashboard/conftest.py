@@ -69,7 +69,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedRuntime]:
     }
     runtime = KeyedRuntime(
         Path("function_app.py"), data_dir, host="0.0.0.0", env=settings
-    ).start()
+    )
+    runtime.start()
     yield runtime
     runtime.stop()
 

@@ -68,3 +68,9 @@ def test_resolve_asset_refuses_paths_that_leave_the_folder(path: str) -> None:
 def test_the_api_still_needs_the_key_the_page_sends(app: KeyedRuntime) -> None:
     assert HTTP.get(app.url("/api/overview")).status_code == 401
     assert app.get("/api/overview").status_code == 200
+
+
+def test_the_overview_takes_no_parameters(app: KeyedRuntime) -> None:
+    response = app.get("/api/overview", params={"lane": "high"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "the overview takes no parameters"}
