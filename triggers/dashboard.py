@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import statistics
 from collections.abc import AsyncIterator
@@ -114,7 +115,8 @@ def _with_base(body: bytes, req: func.HttpRequest) -> bytes:
     if at < 0:
         return body
     base = path[:at] + "/dashboard/"
-    return body.replace(BASE_MARKER.encode(), f'<base href="{base}">'.encode(), 1)
+    tag = f'<base href="{html.escape(base, quote=True)}">'
+    return body.replace(BASE_MARKER.encode(), tag.encode(), 1)
 
 
 @bp.route(route="overview", methods=["GET"])
@@ -168,7 +170,9 @@ async def _lane_overview(
     lags: list[float] = []
     succeeded = dead = submitted = 0
     recent = Filter({"lane": lane}, since=iso_utc(now - LOOKBACK))
+    read = 0
     async for job in _rows(store, "jobs", recent):
+        read += 1
         created = _instant(job.get("createdAt"))
         started = _instant(job.get("startedAt"))
         finished = _instant(job.get("finishedAt"))
@@ -187,7 +191,11 @@ async def _lane_overview(
                 dead += 1
                 _bucket(buckets, start, finished)["deadLettered"] += 1
 
+    # Buckets filled from a capped read undercount; say so like the counts do.
+    capped = capped or read >= COUNT_CAP
     letters, letters_capped = await _count(store, "deadletters", Filter({"lane": lane}))
+    if capped or letters_capped:
+        logger.info("overview of lane %s stopped counting at %d rows", lane, COUNT_CAP)
     return {
         "lane": lane,
         "deadlineMs": deadline_s * 1000,
