@@ -163,8 +163,12 @@ class CosmosStandIn:
         _stop(self.process, "cosmos stand-in")
 
 
-def start_cosmos_standin() -> CosmosStandIn:
-    """Start the Cosmos DB stand-in on a free port and wait until it accepts."""
+def start_cosmos_standin(advertised_port: int | None = None) -> CosmosStandIn:
+    """Start the Cosmos DB stand-in on a free port and wait until it accepts.
+
+    advertised_port makes the account's endpoints name another port, for a
+    proxy in front of the stand-in that clients must keep going through.
+    """
     node = shutil.which("node")
     if node is None:
         raise ServiceFailedToStart("node is not on PATH")
@@ -175,7 +179,15 @@ def start_cosmos_standin() -> CosmosStandIn:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "NODE_PATH": str(REPO_ROOT / "node_modules")},
+        env={
+            **os.environ,
+            "NODE_PATH": str(REPO_ROOT / "node_modules"),
+            **(
+                {"COSMOS_ADVERTISED_PORT": str(advertised_port)}
+                if advertised_port
+                else {}
+            ),
+        },
     )
     lines: queue.Queue[bytes] = queue.Queue()
     assert process.stdout is not None

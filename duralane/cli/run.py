@@ -36,6 +36,9 @@ def run_command(args: argparse.Namespace) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if logging.getLogger().level > logging.DEBUG:
+        # The Azure SDKs log every HTTP request and response at INFO.
+        logging.getLogger("azure").setLevel(logging.WARNING)
     options = RuntimeOptions(
         app=args.app, host=args.host, port=args.port, data_dir=args.data_dir
     )
