@@ -9,27 +9,37 @@ pools, async user code on the runtime's one long-lived event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import itertools
+import json
 import logging
+import os
 import queue
+import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
-from duralane.runtime.app import AppIndex, FunctionEntry
+from duralane.runtime.app import AppIndex, FunctionEntry, load_app
 from duralane.runtime.episode import (
     ActivityWork,
     EpisodeResult,
     Instance,
     Message,
+    fail_instance,
     run_episode,
     started_event,
 )
@@ -40,7 +50,16 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 IDLE_POLL_SECONDS = 1.0
-COMPLETION_BATCH = 500
+PARENT_POLL_SECONDS = 1.0
+# An episode that crashes inside the runtime is retried after 0.5, 1, 2 and 4 s
+# and the instance fails on the fifth crash; the cap bounds the wait when even
+# failing it crashes (a broken store), so a bad instance never spins a core.
+CRASH_ATTEMPTS = 5
+CRASH_BACKOFF_SECONDS = 0.5
+CRASH_BACKOFF_MAX = 30.0
+# Episodes sent to a process at once: enough to amortise the pipe round trip,
+# few enough that one batch does not hold many instances for long.
+MAX_BATCH = 32
 
 
 class Signal:
@@ -51,6 +70,10 @@ class Signal:
         self._set = False
 
     def set(self) -> None:
+        # Unlocked fast path: a raised flag was raised and notified under the
+        # lock, and wait() clears it under the lock, so the waiter will see it.
+        if self._set:
+            return
         with self._condition:
             self._set = True
             self._condition.notify_all()
@@ -60,6 +83,259 @@ class Signal:
             if not self._set:
                 self._condition.wait(timeout)
             self._set = False
+
+
+class ReadySet:
+    """Which instances of a hub have due messages, kept in memory.
+
+    One process owns a hub's store, so every message it stores passes through
+    here once committed: starts, control operations, episode results and
+    activity completions. Future messages wait in a due-time heap. The store
+    is scanned only at startup. An instance is handed out to one episode at a
+    time; messages that arrive meanwhile make it ready again when it is
+    released.
+    """
+
+    def __init__(self, signal: Signal) -> None:
+        self._signal = signal
+        self._lock = threading.Lock()
+        self._ready: dict[str, None] = {}
+        self._timers: list[tuple[float, str]] = []
+        self._taken: set[str] = set()
+        self._again: set[str] = set()
+
+    def add(
+        self, instance_id: str, visible_at: float, now: float, *, wake: bool = True
+    ) -> None:
+        """An instance has a message that becomes visible at visible_at.
+
+        The store's writer passes wake=False and wakes the dispatcher once
+        per committed batch instead.
+        """
+        with self._lock:
+            if visible_at <= now:
+                self._mark_ready(instance_id)
+            else:
+                heapq.heappush(self._timers, (visible_at, instance_id))
+        if wake:
+            self._signal.set()
+
+    def take(self, limit: int, now: float) -> list[str]:
+        """Up to limit ready instances, oldest first, now held by the caller."""
+        with self._lock:
+            while self._timers and self._timers[0][0] <= now:
+                self._mark_ready(heapq.heappop(self._timers)[1])
+            taken = list(itertools.islice(self._ready, limit))
+            for instance_id in taken:
+                del self._ready[instance_id]
+            self._taken.update(taken)
+            return taken
+
+    def release(
+        self, instance_id: str, *, again: bool = False, wake: bool = True
+    ) -> None:
+        """An episode's results are committed; the instance may be taken again."""
+        with self._lock:
+            self._taken.discard(instance_id)
+            if again or instance_id in self._again:
+                self._again.discard(instance_id)
+                self._ready[instance_id] = None
+        if wake:
+            self._signal.set()
+
+    def held(self) -> int:
+        """How many instances are in an episode right now."""
+        with self._lock:
+            return len(self._taken)
+
+    def next_due(self) -> float | None:
+        """When the earliest future message becomes visible."""
+        with self._lock:
+            return self._timers[0][0] if self._timers else None
+
+    def _mark_ready(self, instance_id: str) -> None:
+        if instance_id in self._taken:
+            self._again.add(instance_id)
+        else:
+            self._ready[instance_id] = None
+
+
+EpisodeJob = tuple[Instance, list[str], list[Message], float]
+# Per job: the result, or the formatted error of a crash inside the runtime.
+EpisodeOutcome = tuple[EpisodeResult | None, str | None]
+
+
+class EpisodeProcess:
+    """One worker process that replays orchestrators for the runtime.
+
+    It imports the app once, as an Azure worker does, then runs batches of
+    episodes on plain data sent over a pipe; the runtime's process keeps all
+    store I/O. An orchestrator module must therefore be importable in a fresh
+    process, and import-time side effects run once per process.
+    """
+
+    def __init__(self, app_path: Path) -> None:
+        self.app_path = app_path
+        self._start()
+
+    def _start(self) -> None:
+        # A fresh interpreter, not fork: the runtime's threads hold locks and
+        # SQLite handles a forked child would inherit in an undefined state.
+        # Not multiprocessing's spawn either: it re-imports the parent's
+        # __main__, which an embedding script may not guard.
+        ours, theirs = socket.socketpair()
+        package_root = str(Path(__file__).resolve().parents[2])
+        path = os.environ.get("PYTHONPATH")
+        env = {
+            **os.environ,
+            "PYTHONPATH": package_root + (os.pathsep + path if path else ""),
+        }
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from duralane.runtime.engine import serve_episodes; serve_episodes()",
+                str(theirs.fileno()),
+                str(self.app_path),
+                str(logging.getLogger().getEffectiveLevel()),
+                str(os.getpid()),
+            ],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        theirs.close()
+        self._conn = Connection(ours.detach())
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def run(self, jobs: list[EpisodeJob]) -> list[EpisodeOutcome]:
+        """Run a batch of episodes; a dead process is replaced, and the batch fails."""
+        try:
+            self._conn.send(jobs)
+            outcomes: list[EpisodeOutcome] = self._conn.recv()
+            return outcomes
+        except (EOFError, OSError) as exc:
+            logger.error(
+                "episode process %s of %s died (exit code %s); starting another",
+                self._process.pid,
+                self.app_path.name,
+                self._process.poll(),
+            )
+            self.stop()
+            self._start()
+            raise RuntimeError(f"the episode process died: {exc!r}") from exc
+
+    def stop(self) -> None:
+        """End the process once it has finished its current batch."""
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._conn.close()
+
+
+class EpisodeProcesses:
+    """A fixed set of episode processes, lent out one batch at a time.
+
+    The processes start on start() or the first episode, whichever comes
+    first; they import the app while the runtime goes on starting.
+    """
+
+    def __init__(self, app_path: Path, processes: int) -> None:
+        self.app_path = app_path
+        self.processes = processes
+        self._idle: queue.SimpleQueue[EpisodeProcess] = queue.SimpleQueue()
+        self._all: list[EpisodeProcess] = []
+        self._start_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Launch the processes without waiting for them to import the app."""
+        with self._start_lock:
+            if not self._all:
+                for _ in range(self.processes):
+                    process = EpisodeProcess(self.app_path)
+                    self._all.append(process)
+                    self._idle.put(process)
+
+    def pids(self) -> list[int]:
+        """The process ids, for CPU accounting."""
+        return [process.pid for process in self._all]
+
+    def run(self, jobs: list[EpisodeJob]) -> list[EpisodeOutcome]:
+        """Run a batch on the next idle process, waiting for one if need be."""
+        if not self._all:
+            self.start()
+        process = self._idle.get()
+        try:
+            return process.run(jobs)
+        finally:
+            self._idle.put(process)
+
+    def stop(self) -> None:
+        """End every process; call once the hub workers have stopped."""
+        for process in self._all:
+            process.stop()
+
+
+def serve_episodes() -> None:
+    """An episode process's main loop: import the app, then run batches.
+
+    Arguments (argv): the socket fd to the runtime, the app path, the log
+    level and the runtime's pid.
+    """
+    fd, app_path, log_level, parent = sys.argv[1:5]
+    conn = Connection(int(fd))
+    logging.basicConfig(
+        level=int(log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    threading.Thread(
+        target=_exit_with_parent, args=(int(parent),), name="parent", daemon=True
+    ).start()
+    index = load_app(Path(app_path))
+    while True:
+        try:
+            jobs = conn.recv()
+        except EOFError:
+            return
+        if jobs is None:
+            return
+        conn.send([_run_job(index, job) for job in jobs])
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A killed runtime must not leave episode processes behind."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(0)
+
+
+def _run_job(index: AppIndex, job: EpisodeJob) -> EpisodeOutcome:
+    """One episode from stored text; a crash becomes its formatted traceback."""
+    instance, history, pending, now = job
+    try:
+        entry = index.orchestrators.get(instance.name)
+        events = [json.loads(text) for text in history]
+        handle = entry.call if entry else None
+        return run_episode(instance, events, pending, handle, now), None
+    except Exception as exc:
+        return None, "".join(traceback.format_exception(exc)).strip()
+
+
+def _formatted(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error)).strip()
+
+
+def default_episode_processes() -> int:
+    """One episode process per core; none (run in this process) on one core."""
+    cores = os.cpu_count() or 1
+    return cores if cores > 1 else 0
 
 
 class HubWorker:
@@ -76,6 +352,7 @@ class HubWorker:
         max_activities: int,
         client_factory: Callable[[FunctionEntry], dict[str, str]],
         clock: Clock = time.time,
+        processes: EpisodeProcesses | None = None,
     ) -> None:
         self.hub = hub
         self.store = store
@@ -85,6 +362,7 @@ class HubWorker:
         self.client_factory = client_factory
         self.max_orchestrations = max_orchestrations
         self.max_activities = max_activities
+        self.processes = processes
         self._orchestration_pool = ThreadPoolExecutor(
             max_orchestrations, thread_name_prefix=f"{hub}-orchestrator"
         )
@@ -93,12 +371,15 @@ class HubWorker:
         )
         self._episode_signal = Signal()
         self._activity_signal = Signal()
-        self._busy_instances: set[str] = set()
-        self._busy_lock = threading.Lock()
+        self._ready = ReadySet(self._episode_signal)
         self._activity_slots = threading.BoundedSemaphore(max_activities)
-        self._completions: queue.SimpleQueue[tuple[ActivityWork, Message] | None] = (
-            queue.SimpleQueue()
-        )
+        # Crashes per instance since its last good episode; read and written
+        # only under _crash_lock because episode threads share it.
+        self._crashes: dict[str, int] = {}
+        self._crash_lock = threading.Lock()
+        # Set by commit callbacks and read by _batch_committed, both on the
+        # store's writer thread.
+        self._new_activities = False
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.episodes = 0
@@ -107,11 +388,14 @@ class HubWorker:
     # Lifecycle
 
     def start(self) -> None:
-        """Start the dispatcher threads."""
+        """Rebuild the ready set from the store, then start the dispatchers."""
+        now = self.clock()
+        for instance_id, visible_at in self.store.due_instances(self.hub):
+            self._ready.add(instance_id, visible_at, now)
+        self.store.listeners.append(self._batch_committed)
         for target, name in (
             (self._dispatch_episodes, "episodes"),
             (self._dispatch_activities, "activities"),
-            (self._write_completions, "completions"),
         ):
             thread = threading.Thread(
                 target=target, name=f"{self.hub}-{name}", daemon=True
@@ -120,18 +404,24 @@ class HubWorker:
             self._threads.append(thread)
 
     def stop(self) -> None:
-        """Stop dispatching, let running work finish and flush completions."""
+        """Stop dispatching and let running work finish and commit."""
         self._stopping.set()
         self._episode_signal.set()
         self._activity_signal.set()
         self._orchestration_pool.shutdown(wait=True)
         self._activity_pool.shutdown(wait=True)
-        self._completions.put(None)
         for thread in self._threads:
             thread.join(timeout=10)
 
+    def _batch_committed(self) -> None:
+        """The writer committed a batch: let the dispatchers see what it made ready."""
+        self._episode_signal.set()
+        if self._new_activities:
+            self._new_activities = False
+            self._activity_signal.set()
+
     def wake(self) -> None:
-        """New messages were stored for this hub: look for ready instances now."""
+        """Let the dispatchers look for work now."""
         self._episode_signal.set()
 
     # Client operations
@@ -156,7 +446,9 @@ class HubWorker:
             event=started_event(instance, moment),
             visible_at=now,
         )
-        self.store.submit_instance(self.hub, instance, started, self.wake).result()
+        self.store.create_instance(
+            self.hub, instance, started, lambda: self._arrived([started])
+        )
         return instance
 
     def send_control(self, instance_id: str, kind: EventType, **fields: Any) -> None:
@@ -168,74 +460,148 @@ class HubWorker:
             event=event(kind, moment, **fields),
             visible_at=now,
         )
-        self.store.enqueue(self.hub, [message])
-        self.wake()
+        self.store.enqueue(self.hub, [message], lambda: self._arrived([message]))
+
+    def _arrived(self, messages: list[Message]) -> None:
+        """Messages are committed: their instances become ready when they are due.
+
+        Runs on the store's writer thread, which wakes the dispatchers once
+        per batch (see start()).
+        """
+        now = self.clock()
+        for message in messages:
+            self._ready.add(message.instance_id, message.visible_at, now, wake=False)
 
     # Orchestrator episodes
 
     def _dispatch_episodes(self) -> None:
+        lanes = self.processes.processes if self.processes is not None else 1
         while not self._stopping.is_set():
-            now = self.clock()
-            with self._busy_lock:
-                free = self.max_orchestrations - len(self._busy_instances)
-                busy = set(self._busy_instances)
-            ready = (
-                self.store.ready_instances(self.hub, now, free, busy) if free else []
-            )
-            for instance_id in ready:
-                with self._busy_lock:
-                    self._busy_instances.add(instance_id)
-                future = self._orchestration_pool.submit(self._episode, instance_id)
-                future.add_done_callback(self._episode_done(instance_id))
+            free = self.max_orchestrations - self._ready.held()
+            ready = self._ready.take(free, self.clock()) if free > 0 else []
+            size = min(-(-len(ready) // lanes), MAX_BATCH) if ready else 1
+            for first in range(0, len(ready), size):
+                batch = ready[first : first + size]
+                self._orchestration_pool.submit(self._episodes, batch)
             if ready:
                 continue
-            due = self.store.next_due(self.hub)
+            due = self._ready.next_due()
             timeout = IDLE_POLL_SECONDS if due is None else due - self.clock()
-            if free == 0 or timeout > 0:
-                self._episode_signal.wait(min(max(timeout, 0.001), IDLE_POLL_SECONDS))
+            self._episode_signal.wait(min(max(timeout, 0.001), IDLE_POLL_SECONDS))
 
-    def _episode_done(self, instance_id: str) -> Callable[[Future[None]], None]:
-        def done(future: Future[None]) -> None:
-            with self._busy_lock:
-                self._busy_instances.discard(instance_id)
-            self._episode_signal.set()
-            error = future.exception()
-            if error is not None:
-                logger.error(
-                    "episode of instance %s in hub %s crashed: %s",
-                    instance_id,
-                    self.hub,
-                    "".join(traceback.format_exception(error)),
-                )
+    def _episodes(self, instance_ids: list[str]) -> None:
+        """Run a batch of episodes and queue each one's commit.
 
-        return done
+        Each instance stays held from take() until its commit, or its crash,
+        has been handled, so no two episodes of one instance ever overlap.
+        """
+        prepared: list[tuple[EpisodeJob, bool]] = []
+        for instance_id in instance_ids:
+            try:
+                job = self._prepare(instance_id)
+            except Exception as exc:
+                self._crashed(instance_id, _formatted(exc))
+                continue
+            if job is not None:
+                prepared.append((job, not job[1]))
+        if not prepared:
+            return
 
-    def _episode(self, instance_id: str) -> None:
+        jobs = [job for job, _ in prepared]
+        started = time.perf_counter()
+        try:
+            if self.processes is not None:
+                outcomes = self.processes.run(jobs)
+            else:
+                outcomes = [_run_job(self.index, job) for job in jobs]
+        except Exception as exc:
+            for job in jobs:
+                self._crashed(job[0].instance_id, _formatted(exc))
+            return
+        seconds = (time.perf_counter() - started) / len(jobs)
+
+        for (job, was_new), (result, error) in zip(prepared, outcomes, strict=True):
+            instance_id = job[0].instance_id
+            if result is None:
+                self._crashed(instance_id, error or "no result")
+                continue
+            self._log_episode(result, was_new, seconds)
+            more = bool(result.consumed) and len(result.consumed) < len(job[2])
+            self._commit(instance_id, result, more)
+
+    def _prepare(self, instance_id: str) -> EpisodeJob | None:
+        """Load an episode's input, or settle the instance now if none is needed."""
         now = self.clock()
         loaded = self.store.load(self.hub, instance_id, now)
         if not loaded.pending:
-            return
+            self._ready.release(instance_id)
+            return None
         instance = loaded.instance
         if instance is None:
             self._drop_orphans(instance_id, loaded.pending)
-            return
-        entry = self.index.orchestrators.get(instance.name)
-        started = time.perf_counter()
-        was_new = not loaded.history
-        result = run_episode(
-            instance,
-            loaded.history,
-            loaded.pending,
-            entry.call if entry else None,
-            now,
+            self._ready.release(instance_id)
+            return None
+        with self._crash_lock:
+            crashes = self._crashes.get(instance_id, 0)
+        if crashes >= CRASH_ATTEMPTS:
+            result = self._give_up(instance, loaded.pending, now, crashes)
+            self._commit(instance_id, result, False)
+            return None
+        return instance, loaded.history, loaded.pending, now
+
+    def _commit(self, instance_id: str, result: EpisodeResult, more: bool) -> None:
+        """Queue an episode's commit; the instance is released once it is durable."""
+
+        def committed() -> None:
+            self.episodes += result.ran_orchestrator
+            with self._crash_lock:
+                self._crashes.pop(instance_id, None)
+            self._arrived(result.messages)
+            if result.activities:
+                self._new_activities = True
+            self._ready.release(instance_id, again=more, wake=False)
+
+        def failed(error: BaseException) -> None:
+            self._crashed(instance_id, _formatted(error))
+
+        self.store.submit_episode(self.hub, result, committed, failed)
+
+    def _crashed(self, instance_id: str, error: str) -> None:
+        """Retry a crashed episode later, then fail the instance (see _give_up)."""
+        with self._crash_lock:
+            crashes = self._crashes.get(instance_id, 0) + 1
+            self._crashes[instance_id] = crashes
+        delay = min(CRASH_BACKOFF_SECONDS * 2 ** (crashes - 1), CRASH_BACKOFF_MAX)
+        logger.error(
+            "episode of instance %s in hub %s crashed (crash %d; the instance "
+            "fails after %d), retrying in %.1f s: %s",
+            instance_id,
+            self.hub,
+            crashes,
+            CRASH_ATTEMPTS,
+            delay,
+            error,
         )
-        self.store.commit_episode(self.hub, result)
-        self.episodes += result.ran_orchestrator
-        self._log_episode(result, was_new, time.perf_counter() - started)
-        if result.activities:
-            self._activity_signal.set()
-        if result.messages:
-            self._episode_signal.set()
+        now = self.clock()
+        self._ready.release(instance_id)
+        self._ready.add(instance_id, now + delay, now)
+
+    def _give_up(
+        self, instance: Instance, pending: list[Message], now: float, crashes: int
+    ) -> EpisodeResult:
+        """After CRASH_ATTEMPTS crashes the instance fails instead of looping."""
+        reason = (
+            f"The runtime could not run an episode of instance "
+            f"{instance.instance_id} after {crashes} attempts; see the runtime "
+            "log for each attempt's error."
+        )
+        logger.warning(
+            "failing instance %s in hub %s after %d crashed episodes",
+            instance.instance_id,
+            self.hub,
+            crashes,
+        )
+        return fail_instance(instance, pending, now, reason, "")
 
     def _drop_orphans(self, instance_id: str, pending: list[Message]) -> None:
         """Messages for an instance that no longer exists have nowhere to go."""
@@ -402,24 +768,6 @@ class HubWorker:
             visible_at=moment.timestamp(),
             meta=work.meta if "retry" in work.meta else {},
         )
-        self._completions.put((work, message))
-
-    def _write_completions(self) -> None:
-        """Commit activity results in batches, so a fan-out costs few transactions."""
-        while True:
-            first = self._completions.get()
-            if first is None:
-                return
-            batch = [first]
-            for _ in itertools.repeat(None, COMPLETION_BATCH - 1):
-                try:
-                    item = self._completions.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self.store.complete_activities(self.hub, batch)
-                    self.wake()
-                    return
-                batch.append(item)
-            self.store.complete_activities(self.hub, batch)
-            self.wake()
+        self.store.submit_completions(
+            self.hub, [(work, message)], lambda: self._arrived([message])
+        )

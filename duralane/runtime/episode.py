@@ -201,6 +201,22 @@ def run_episode(
     return _replay(result, history, new_events, handle, moment, now)
 
 
+def fail_instance(
+    instance: Instance, pending: list[Message], now: float, reason: str, details: str
+) -> EpisodeResult:
+    """Fail an instance the runtime could not run, consuming all its messages."""
+    moment = datetime.fromtimestamp(now).astimezone()
+    result = EpisodeResult(
+        instance=instance,
+        consumed=[m.id for m in pending if m.id is not None],
+        new_history=[],
+    )
+    if instance.status in TERMINAL_STATUSES:
+        return result
+    started = [event(EventType.ORCHESTRATOR_STARTED, moment)]
+    return _fail(result, started, moment, reason, details)
+
+
 def _terminate(
     result: EpisodeResult, message: Message, moment: datetime
 ) -> EpisodeResult:

@@ -26,7 +26,11 @@ from duralane.runtime.config import (
     load_local_settings,
     resolve_setting_reference,
 )
-from duralane.runtime.engine import HubWorker
+from duralane.runtime.engine import (
+    EpisodeProcesses,
+    HubWorker,
+    default_episode_processes,
+)
 from duralane.runtime.http_api import (
     RPC_SEGMENT,
     WEBHOOK_PREFIX,
@@ -53,6 +57,34 @@ class RuntimeOptions:
     host: str = "127.0.0.1"
     port: int = 7071
     data_dir: Path = Path(".duralane")
+
+
+def episode_process_count(app_dir: Path) -> int:
+    """How many processes replay orchestrators; 0 runs episodes in this process.
+
+    DURALANE_ORCHESTRATION_PROCESSES wins over host.json's
+    extensions.duralane.orchestrationProcesses; the default is one per core.
+    """
+    text = os.environ.get("DURALANE_ORCHESTRATION_PROCESSES")
+    where = "DURALANE_ORCHESTRATION_PROCESSES"
+    if text is None:
+        path = app_dir / "host.json"
+        document = json.loads(path.read_text()) if path.is_file() else {}
+        value = document.get("extensions", {}).get("duralane", {})
+        text = value.get("orchestrationProcesses")
+        where = "host.json extensions.duralane.orchestrationProcesses"
+    if text is None:
+        return default_episode_processes()
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise RuntimeConfigError(
+            f"{where} is {text!r}; it must be a whole number of processes "
+            "(0 runs orchestrator episodes in the runtime's own process)"
+        )
+    return count
 
 
 class Runtime:
@@ -82,6 +114,10 @@ class Runtime:
         self.queues = ServiceBusQueueStore(options.data_dir / "queues.sqlite3")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.workers: dict[str, HubWorker] = {}
+        processes = episode_process_count(app_dir)
+        self.episode_processes = (
+            EpisodeProcesses(options.app.resolve(), processes) if processes else None
+        )
         self._function_pool = ThreadPoolExecutor(
             max(self.host_config.max_concurrent_activities, 8),
             thread_name_prefix="function",
@@ -99,6 +135,8 @@ class Runtime:
         self._stopping = asyncio.Event()
         self._ensure_queues()
         await self._serve_http()
+        if self.episode_processes is not None and self.index.orchestrators:
+            self.episode_processes.start()
         for hub in self._hub_settings():
             worker = HubWorker(
                 hub.name,
@@ -108,6 +146,7 @@ class Runtime:
                 max_orchestrations=hub.max_orchestrations,
                 max_activities=hub.max_activities,
                 client_factory=self.client_arguments,
+                processes=self.episode_processes,
             )
             self.workers[hub.name] = worker
             worker.start()
@@ -130,6 +169,8 @@ class Runtime:
             await asyncio.gather(*self._background, return_exceptions=True)
         for worker in self.workers.values():
             await asyncio.to_thread(worker.stop)
+        if self.episode_processes is not None:
+            await asyncio.to_thread(self.episode_processes.stop)
         if self._runner is not None:
             await self._runner.cleanup()
         self._function_pool.shutdown(wait=False)

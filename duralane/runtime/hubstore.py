@@ -130,10 +130,13 @@ class InstancePage:
 
 @dataclass
 class LoadedInstance:
-    """What an episode needs: the instance, its history and its due messages."""
+    """What an episode needs: the instance, its history and its due messages.
+
+    The history stays JSON text, so it can go to an episode process as is.
+    """
 
     instance: Instance | None
-    history: list[Event]
+    history: list[str]
     pending: list[Message]
 
 
@@ -143,7 +146,8 @@ class _Write:
 
     apply: Apply
     after: Callable[[], None] | None
-    future: Future[Any]
+    failed: Callable[[BaseException], None] | None
+    future: Future[Any] | None
 
 
 class StoreWriter:
@@ -163,13 +167,9 @@ class StoreWriter:
         )
         self._thread.start()
 
-    def submit(
-        self, apply: Apply, after: Callable[[], None] | None = None
-    ) -> Future[Any]:
-        """Queue changes; `after` runs on the writer thread once they are committed."""
-        write = _Write(apply, after, Future())
+    def submit(self, write: _Write) -> None:
+        """Queue changes; callbacks run on the writer thread once they are settled."""
         self._queue.put(write)
-        return write.future
 
     def stop(self) -> None:
         """Commit what is queued, then end the thread."""
@@ -216,21 +216,28 @@ class StoreWriter:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             logger.error("store write of %d changes failed: %s", len(batch), exc)
-            for write in batch:
-                write.future.set_exception(exc)
-            return
+            outcomes = [(None, exc)] * len(batch)
         # Callbacks run only after COMMIT, so whatever they wake reads the
         # committed state; they must never wait on this writer.
         for write, (value, error) in zip(batch, outcomes, strict=True):
-            if error is not None:
-                write.future.set_exception(error)
-                continue
-            if write.after is not None:
-                try:
+            try:
+                if error is None and write.after is not None:
                     write.after()
-                except Exception:
-                    logger.exception("callback after a store write failed")
-            write.future.set_result(value)
+                if error is not None and write.failed is not None:
+                    write.failed(error)
+            except Exception:
+                logger.exception("callback after a store write failed")
+            if write.future is None:
+                if error is not None and write.failed is None:
+                    logger.error("store write failed: %s", error)
+            elif error is None:
+                write.future.set_result(value)
+            else:
+                write.future.set_exception(error)
+        # Once per batch, not per write: waking a thread costs more than most
+        # writes, and one wake-up lets a dispatcher see the whole batch.
+        for listener in self._store.listeners:
+            listener()
 
 
 class HubStore:
@@ -246,16 +253,33 @@ class HubStore:
         self._connection().executescript(SCHEMA)
         self._writer: StoreWriter | None = None
         self._writer_lock = threading.Lock()
+        # Called on the writer thread after each committed batch; add before
+        # the first write.
+        self.listeners: list[Callable[[], None]] = []
 
     def write(
-        self, apply: Apply, after: Callable[[], None] | None = None
-    ) -> Future[Any]:
+        self,
+        apply: Apply,
+        after: Callable[[], None] | None = None,
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> None:
         """Queue changes for the store's one writer thread (see StoreWriter)."""
+        self._submit(_Write(apply, after, failed, None))
+
+    def write_and_wait(
+        self, apply: Apply, after: Callable[[], None] | None = None
+    ) -> Any:
+        """Queue changes, wait until they are committed and return apply's value."""
+        future: Future[Any] = Future()
+        self._submit(_Write(apply, after, None, future))
+        return future.result()
+
+    def _submit(self, write: _Write) -> None:
         with self._writer_lock:
             if self._writer is None:
                 self._writer = StoreWriter(self)
             writer = self._writer
-        return writer.submit(apply, after)
+        writer.submit(write)
 
     def _connection(self) -> sqlite3.Connection:
         """One connection per thread: sqlite3 objects must not cross threads."""
@@ -298,18 +322,14 @@ class HubStore:
 
     # Instances
 
-    def create_instance(self, hub: str, instance: Instance, started: Message) -> None:
-        """Store a new instance and its ExecutionStarted message, or refuse."""
-        self.submit_instance(hub, instance, started).result()
-
-    def submit_instance(
+    def create_instance(
         self,
         hub: str,
         instance: Instance,
         started: Message,
         after: Callable[[], None] | None = None,
-    ) -> Future[None]:
-        """Queue a new instance; the future raises InstanceExists if it runs."""
+    ) -> None:
+        """Store a new instance and its ExecutionStarted message, or refuse."""
 
         def apply(db: sqlite3.Connection) -> None:
             row = db.execute(
@@ -323,7 +343,7 @@ class HubStore:
             self._write_instance(db, hub, instance)
             self._insert_messages(db, hub, [started])
 
-        return self.write(apply, after)
+        self.write_and_wait(apply, after)
 
     def get_instance(self, hub: str, instance_id: str) -> Instance | None:
         """Read one instance, or None."""
@@ -397,7 +417,7 @@ class HubStore:
         def apply(db: sqlite3.Connection) -> int:
             return sum(self._delete_instance(db, hub, i) for i in ids)
 
-        return int(self.write(apply).result())
+        return int(self.write_and_wait(apply))
 
     def _delete_instance(
         self, db: sqlite3.Connection, hub: str, instance_id: str
@@ -425,41 +445,39 @@ class HubStore:
 
     # Messages and episodes
 
-    def enqueue(self, hub: str, messages: list[Message]) -> None:
+    def enqueue(
+        self,
+        hub: str,
+        messages: list[Message],
+        after: Callable[[], None] | None = None,
+    ) -> None:
         """Store messages for instances (events, timers, control operations)."""
-        self.write(lambda db: self._insert_messages(db, hub, messages)).result()
+        self.write_and_wait(lambda db: self._insert_messages(db, hub, messages), after)
 
     def delete_messages(self, ids: list[int]) -> None:
         """Remove messages that can never be delivered."""
-        self.write(
+        self.write_and_wait(
             lambda db: db.executemany(
                 "DELETE FROM messages WHERE id=?", [(i,) for i in ids]
             )
-        ).result()
+        )
 
-    def ready_instances(
-        self, hub: str, now: float, limit: int, busy: set[str]
-    ) -> list[str]:
-        """Instances with a due message, oldest first, skipping those in flight."""
+    def due_instances(self, hub: str) -> list[tuple[str, float]]:
+        """Every instance with a stored message and when its earliest one is due.
+
+        A full scan of the hub's messages: run it at startup to rebuild the
+        worker's in-memory ready set, never per episode.
+        """
         rows = (
             self._connection()
             .execute(
-                "SELECT instance_id FROM messages WHERE hub=? AND visible_at<=? "
-                "GROUP BY instance_id ORDER BY MIN(id) LIMIT ?",
-                (hub, now, limit + len(busy)),
+                "SELECT instance_id, MIN(visible_at) FROM messages WHERE hub=? "
+                "GROUP BY instance_id ORDER BY MIN(id)",
+                (hub,),
             )
             .fetchall()
         )
-        return [row[0] for row in rows if row[0] not in busy][:limit]
-
-    def next_due(self, hub: str) -> float | None:
-        """When the earliest message of the hub becomes visible."""
-        row = (
-            self._connection()
-            .execute("SELECT MIN(visible_at) FROM messages WHERE hub=?", (hub,))
-            .fetchone()
-        )
-        return row[0] if row and row[0] is not None else None
+        return [(row[0], float(row[1])) for row in rows]
 
     def load(self, hub: str, instance_id: str, now: float) -> LoadedInstance:
         """Read what an episode of one instance needs."""
@@ -484,19 +502,24 @@ class HubStore:
             )
             for row in rows
         ]
-        history = self.history(hub, instance_id) if instance else []
+        history = self._history_texts(hub, instance_id) if instance else []
         return LoadedInstance(instance, history, pending)
 
     def commit_episode(self, hub: str, result: EpisodeResult) -> None:
         """Store everything one episode changed, in one transaction."""
-        self.submit_episode(hub, result).result()
+        done: Future[None] = Future()
+        self.submit_episode(
+            hub, result, lambda: done.set_result(None), done.set_exception
+        )
+        done.result()
 
     def submit_episode(
         self,
         hub: str,
         result: EpisodeResult,
         after: Callable[[], None] | None = None,
-    ) -> Future[None]:
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> None:
         """Queue everything one episode changed, to commit atomically."""
         instance = result.instance
         key = (hub, instance.instance_id)
@@ -574,7 +597,7 @@ class HubStore:
                 ],
             )
 
-        return self.write(apply, remember)
+        self.write(apply, remember, failed)
 
     # Activities
 
@@ -608,14 +631,19 @@ class HubStore:
         self, hub: str, completions: list[tuple[ActivityWork, Message]]
     ) -> None:
         """Replace finished activity work with its completion messages, atomically."""
-        self.submit_completions(hub, completions).result()
+        done: Future[None] = Future()
+        self.submit_completions(
+            hub, completions, lambda: done.set_result(None), done.set_exception
+        )
+        done.result()
 
     def submit_completions(
         self,
         hub: str,
         completions: list[tuple[ActivityWork, Message]],
         after: Callable[[], None] | None = None,
-    ) -> Future[None]:
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> None:
         """Queue finished activity work's replacement by its completion messages."""
 
         def apply(db: sqlite3.Connection) -> None:
@@ -626,7 +654,7 @@ class HubStore:
                 if cursor.rowcount:
                     self._insert_messages(db, hub, [message])
 
-        return self.write(apply, after)
+        self.write(apply, after, failed)
 
     def counts(self, hub: str) -> dict[str, int]:
         """Backlog figures for logs and health: due messages and queued activities."""
@@ -653,12 +681,12 @@ class HubStore:
 
     def set_timer_last_fire(self, name: str, moment: datetime) -> None:
         """Remember a timer function's latest occurrence."""
-        self.write(
+        self.write_and_wait(
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO timers (name, last_fire) VALUES (?, ?)",
                 (name, moment.isoformat()),
             )
-        ).result()
+        )
 
     # Helpers
 

@@ -21,3 +21,16 @@ def orchestrations(
     runtime = RuntimeProcess(ORCHESTRATION_APP, data_dir).start()
     yield runtime
     runtime.stop()
+
+
+@pytest.fixture(scope="session")
+def orchestrations_in_process(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RuntimeProcess]:
+    """The orchestration sample app with episodes in the runtime's own process."""
+    data_dir: Path = tmp_path_factory.mktemp("orchestrations-in-process")
+    runtime = RuntimeProcess(
+        ORCHESTRATION_APP, data_dir, env={"DURALANE_ORCHESTRATION_PROCESSES": "0"}
+    ).start()
+    yield runtime
+    runtime.stop()

@@ -6,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.runtime.harness import (
     APPS,
     WEBHOOK,
@@ -67,9 +69,16 @@ def test_timer_pending_across_a_restart_fires_once(tmp_path: Path) -> None:
     assert records.count(instance) == 1
 
 
-def test_every_orchestration_completes_after_a_sigkill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["2", "0"], ids=["processes", "in-process"])
+def test_every_orchestration_completes_after_a_sigkill(
+    tmp_path: Path, processes: str
+) -> None:
     """Killed mid-run, the runtime resumes every instance from its history."""
-    runtime = RuntimeProcess(DURABILITY_APP, tmp_path / "data").start()
+    runtime = RuntimeProcess(
+        DURABILITY_APP,
+        tmp_path / "data",
+        env={"DURALANE_ORCHESTRATION_PROCESSES": processes},
+    ).start()
     prefix = unique("crash")
     ids = [f"{prefix}-{n:03d}" for n in range(CRASH_INSTANCES)]
     with ThreadPoolExecutor(8) as starters:

@@ -14,8 +14,6 @@ app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 # Attempts per key, so a flaky activity or child fails a set number of times.
 _attempts: dict[str, int] = {}
 _attempts_lock = threading.Lock()
-# Episodes per instance, so the non-deterministic orchestrator can change course.
-_episodes: dict[str, int] = {}
 
 
 def _attempt(key: str) -> int:
@@ -75,10 +73,16 @@ def retry_orchestrator(context: df.DurableOrchestrationContext):
     return attempt
 
 
+@app.activity_trigger(input_name="key")
+def count_attempt(key: str) -> int:
+    """Count in an activity: orchestrators may replay in any episode process."""
+    return _attempt(key)
+
+
 @app.orchestration_trigger(context_name="context")
 def flaky_child_orchestrator(context: df.DurableOrchestrationContext):
     request = context.get_input()
-    attempt = _attempt("child:" + request["key"])
+    attempt = yield context.call_activity("count_attempt", "child:" + request["key"])
     if attempt <= request["failures"]:
         raise ValueError(f"child attempt {attempt} failed")
     greeting = yield context.call_activity("say_hello", request["key"])
@@ -171,10 +175,8 @@ def status_orchestrator(context: df.DurableOrchestrationContext):
 
 @app.orchestration_trigger(context_name="context")
 def nondeterministic_orchestrator(context: df.DurableOrchestrationContext):
-    """Calls a different activity on every episode, as edited code would."""
-    episode = _episodes.get(context.instance_id, 0)
-    _episodes[context.instance_id] = episode + 1
-    if episode == 0:
+    """Calls a different activity when replayed, as edited code would."""
+    if not context.is_replaying:
         yield context.call_activity("say_hello", "once")
     else:
         yield context.call_activity("square", 3)
