@@ -40,6 +40,7 @@ from duralane.runtime.episode import (
     Instance,
     Message,
     fail_instance,
+    install_fast_timestamps,
     run_episode,
     started_event,
 )
@@ -299,6 +300,7 @@ def serve_episodes() -> None:
         target=_exit_with_parent, args=(int(parent),), name="parent", daemon=True
     ).start()
     index = load_app(Path(app_path))
+    install_fast_timestamps()
     while True:
         try:
             jobs = conn.recv()
@@ -389,6 +391,8 @@ class HubWorker:
 
     def start(self) -> None:
         """Rebuild the ready set from the store, then start the dispatchers."""
+        if self.processes is None and install_fast_timestamps():
+            logger.info("hub %s replays with the fast timestamp parse", self.hub)
         now = self.clock()
         for instance_id, visible_at in self.store.due_instances(self.hub):
             self._ready.add(instance_id, visible_at, now)

@@ -10,13 +10,20 @@ caller can commit the result in one transaction.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.metadata
 import json
+import logging
+import os
 import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
+
+from dateutil.parser import parse as _dateutil_parse
 
 from duralane.runtime.history import (
     ActionType,
@@ -30,6 +37,14 @@ from duralane.runtime.history import (
 )
 
 OrchestratorHandle = Callable[[str], str]
+
+FAST_TIMESTAMPS_SETTING = "DURALANE_FAST_TIMESTAMPS"
+# The SDK release whose HistoryEvent parses Timestamp with dateutil and was
+# checked to replay identically with parse_history_timestamp.
+FAST_TIMESTAMPS_SDK = "1.7."
+SDK_HISTORY_MODULE = "azure.durable_functions.models.history.HistoryEvent"
+
+logger = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Terminated"})
 OUT_OF_PROC_MARKER = "$OutOfProcData$:"
@@ -102,6 +117,61 @@ class EpisodeResult:
     finished: bool = False
     ran_orchestrator: bool = False
     error: str | None = None
+
+
+def parse_history_timestamp(text: str) -> datetime:
+    """Parse a history Timestamp like dateutil does, fast for the runtime's format.
+
+    utc_text writes "YYYY-MM-DDTHH:MM:SS.ffffffZ"; anything else goes to
+    dateutil, so the result is always what the SDK would have computed.
+    """
+    if (
+        len(text) == 27
+        and text[26] == "Z"
+        and text[10] == "T"
+        and text[19] == "."
+        and text[:4].isdigit()
+    ):
+        try:
+            return datetime.fromisoformat(text[:26]).replace(tzinfo=_utc_zone())
+        except ValueError:
+            pass
+    return _dateutil_parse(text)
+
+
+@functools.cache
+def _utc_zone() -> tzinfo:
+    """The zone dateutil gives a "Z" time: tzlocal() where the local zone is
+    named UTC, tzutc() elsewhere; both are zero offsets."""
+    zone = _dateutil_parse("2000-01-01T00:00:00.000000Z").tzinfo
+    assert zone is not None
+    return zone
+
+
+def install_fast_timestamps() -> bool:
+    """Swap the SDK's dateutil timestamp parse for parse_history_timestamp.
+
+    Opt-in (DURALANE_FAST_TIMESTAMPS=1) and only on the SDK release it was
+    checked against, where dateutil costs about a quarter of an episode.
+    """
+    if os.environ.get(FAST_TIMESTAMPS_SETTING, "") not in ("1", "true", "True"):
+        return False
+    module: Any = importlib.import_module(SDK_HISTORY_MODULE)
+    sdk = importlib.metadata.version("azure-functions-durable")
+    if not sdk.startswith(FAST_TIMESTAMPS_SDK) or module.dt_parse not in (
+        _dateutil_parse,
+        parse_history_timestamp,
+    ):
+        logger.warning(
+            "%s is set but azure-functions-durable %s is not the checked %sx; "
+            "keeping its own timestamp parsing",
+            FAST_TIMESTAMPS_SETTING,
+            sdk,
+            FAST_TIMESTAMPS_SDK,
+        )
+        return False
+    module.dt_parse = parse_history_timestamp
+    return True
 
 
 def is_retry_event(message: Message) -> bool:

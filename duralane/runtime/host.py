@@ -31,6 +31,7 @@ from duralane.runtime.engine import (
     HubWorker,
     default_episode_processes,
 )
+from duralane.runtime.episode import FAST_TIMESTAMPS_SETTING
 from duralane.runtime.http_api import (
     RPC_SEGMENT,
     WEBHOOK_PREFIX,
@@ -59,6 +60,14 @@ class RuntimeOptions:
     data_dir: Path = Path(".duralane")
 
 
+def _duralane_extension(app_dir: Path) -> dict[str, Any]:
+    """host.json's extensions.duralane block (config.py parses the rest)."""
+    path = app_dir / "host.json"
+    document = json.loads(path.read_text()) if path.is_file() else {}
+    block = document.get("extensions", {}).get("duralane", {})
+    return block if isinstance(block, dict) else {}
+
+
 def episode_process_count(app_dir: Path) -> int:
     """How many processes replay orchestrators; 0 runs episodes in this process.
 
@@ -68,10 +77,7 @@ def episode_process_count(app_dir: Path) -> int:
     text = os.environ.get("DURALANE_ORCHESTRATION_PROCESSES")
     where = "DURALANE_ORCHESTRATION_PROCESSES"
     if text is None:
-        path = app_dir / "host.json"
-        document = json.loads(path.read_text()) if path.is_file() else {}
-        value = document.get("extensions", {}).get("duralane", {})
-        text = value.get("orchestrationProcesses")
+        text = _duralane_extension(app_dir).get("orchestrationProcesses")
         where = "host.json extensions.duralane.orchestrationProcesses"
     if text is None:
         return default_episode_processes()
@@ -115,6 +121,9 @@ class Runtime:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.workers: dict[str, HubWorker] = {}
         processes = episode_process_count(app_dir)
+        if _duralane_extension(app_dir).get("fastTimestamps") is True:
+            # Episode processes inherit the environment, so they opt in too.
+            os.environ.setdefault(FAST_TIMESTAMPS_SETTING, "1")
         self.episode_processes = (
             EpisodeProcesses(options.app.resolve(), processes) if processes else None
         )

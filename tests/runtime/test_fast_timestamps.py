@@ -1,0 +1,104 @@
+"""The opt-in fast timestamp parse gives the SDK exactly what dateutil would."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from datetime import UTC, datetime
+
+import pytest
+from dateutil.parser import parse as dateutil_parse
+
+from duralane.runtime import episode
+from duralane.runtime.app import AppIndex, load_app
+from duralane.runtime.episode import (
+    Instance,
+    Message,
+    parse_history_timestamp,
+    run_episode,
+    started_event,
+)
+from duralane.runtime.history import EventType, event, utc_text
+from tests.runtime.harness import APPS
+
+sdk_history = importlib.import_module(episode.SDK_HISTORY_MODULE)
+CLOCK_APP = APPS / "timestamps" / "timestamp_sample_app.py"
+START = 1_780_000_000.25
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        utc_text(datetime(2026, 12, 3, 18, 50, 52, 123456, tzinfo=UTC)),
+        utc_text(datetime(2026, 1, 1, tzinfo=UTC)),
+        "2026-12-03T18:50:52Z",
+        "2026-12-03T18:50:52.1234567Z",
+        "2026-12-03T18:50:52.123+01:00",
+        "2026-13-03T18:50:52.123456Z",
+    ],
+)
+def test_parse_matches_dateutil_value_and_zone(text: str) -> None:
+    """The runtime's own format takes the fast path; others fall back."""
+    try:
+        expected = dateutil_parse(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_history_timestamp(text)
+        return
+    parsed = parse_history_timestamp(text)
+    assert parsed == expected
+    assert repr(parsed) == repr(expected)
+
+
+@functools.cache
+def clock_app() -> AppIndex:
+    """The app's index, built once: indexing an imported app twice fails."""
+    return load_app(CLOCK_APP)
+
+
+def replay_clock_orchestrator() -> list[str]:
+    """Run the clock orchestrator's three episodes; return what each produced."""
+    handle = clock_app().orchestrators["clock_orchestrator"].call
+    instance = Instance("clock-1", "clock_orchestrator", "e1", input="null")
+    started = started_event(instance, datetime.fromtimestamp(START).astimezone())
+    history: list[dict[str, object]] = []
+    outputs: list[str] = []
+
+    def episode_at(now: float, message: dict[str, object], number: int) -> None:
+        pending = [Message("clock-1", message, now, "e1", id=number)]
+        result = run_episode(instance, list(history), pending, handle, now)
+        history.extend(json.loads(json.dumps(e)) for e in result.new_history)
+        outputs.append(json.dumps([result.new_history, instance.output]))
+
+    episode_at(START, started, 1)
+    fired = next(e for e in history if e["EventType"] == EventType.TIMER_CREATED)
+    moment = datetime.fromtimestamp(START + 2).astimezone()
+    timer = event(EventType.TIMER_FIRED, moment, TimerId=0, FireAt=fired["FireAt"])
+    episode_at(START + 2, timer, 2)
+    moment = datetime.fromtimestamp(START + 3).astimezone()
+    done = event(EventType.TASK_COMPLETED, moment, TaskScheduledId=1, Result='"x"')
+    episode_at(START + 3, done, 3)
+    assert instance.status == "Completed", outputs
+    return outputs
+
+
+def test_fast_parse_replays_identically(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same actions, timers and output with and without the fast parse."""
+    monkeypatch.setattr(sdk_history, "dt_parse", sdk_history.dt_parse)
+    with_dateutil = replay_clock_orchestrator()
+
+    monkeypatch.setenv(episode.FAST_TIMESTAMPS_SETTING, "1")
+    assert episode.install_fast_timestamps()
+    assert sdk_history.dt_parse is parse_history_timestamp
+    with_fast_parse = replay_clock_orchestrator()
+
+    assert with_fast_parse == with_dateutil
+
+
+def test_fast_parse_stays_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the setting the SDK keeps dateutil."""
+    monkeypatch.setattr(sdk_history, "dt_parse", sdk_history.dt_parse)
+    monkeypatch.delenv(episode.FAST_TIMESTAMPS_SETTING, raising=False)
+    assert not episode.install_fast_timestamps()
+    assert sdk_history.dt_parse is not parse_history_timestamp
