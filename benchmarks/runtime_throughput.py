@@ -9,7 +9,9 @@ Two workloads on each engine, both durable on SQLite on this machine:
 Duralane runs in this process: the Runtime loads benchmarks/apps/
 throughput_bench_app.py on port 0 with a temporary data directory, instances
 are started through HubWorker.start_instance (the call the HTTP API makes,
-minus HTTP), and completion is seen by polling the hub's SQLite file. DBOS runs
+minus HTTP) from STARTERS threads, as concurrent HTTP clients would (each start
+waits for its commit, so one thread would measure commit latency, not
+throughput), and completion is seen by polling the hub's SQLite file. DBOS runs
 in a child process of this script so its logging, threads and SQLAlchemy
 engines cannot touch the runtime's. Last line: one JSON object.
 
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,7 @@ logger = logging.getLogger("benchmarks.runtime_throughput")
 APP = Path(__file__).resolve().parent / "apps" / "throughput_bench_app.py"
 POLL_SECONDS = 0.02
 WARM_UP = 50
+STARTERS = 8
 TERMINAL = ("Completed", "Failed", "Terminated")
 # DBOS on SQLite defaults to a rollback journal with synchronous=FULL; the hub
 # store runs WAL with synchronous=NORMAL. "wal" gives DBOS the same durability
@@ -176,8 +180,12 @@ async def duralane_workload(
     started, cpu = time.perf_counter(), runtime_cpu_seconds(runtime)
 
     def start_all() -> None:
-        for number, input_text in enumerate(inputs):
-            worker.start_instance(orchestrator, f"{prefix}{number:06d}", input_text)
+        with ThreadPoolExecutor(STARTERS) as starters:
+            for number, input_text in enumerate(inputs):
+                instance_id = f"{prefix}{number:06d}"
+                starters.submit(
+                    worker.start_instance, orchestrator, instance_id, input_text
+                )
 
     await asyncio.to_thread(start_all)
     await wait_finished(watcher, prefix, len(inputs), time.monotonic() + timeout)

@@ -45,7 +45,7 @@ from duralane.runtime.episode import (
     started_event,
 )
 from duralane.runtime.history import EventType, event
-from duralane.runtime.hubstore import HubStore
+from duralane.runtime.hubstore import HubStore, LoadedInstance
 
 logger = logging.getLogger(__name__)
 
@@ -500,9 +500,16 @@ class HubWorker:
         has been handled, so no two episodes of one instance ever overlap.
         """
         prepared: list[tuple[EpisodeJob, bool]] = []
-        for instance_id in instance_ids:
+        now = self.clock()
+        try:
+            loads = self.store.load_many(self.hub, instance_ids, now)
+        except Exception as exc:
+            for instance_id in instance_ids:
+                self._crashed(instance_id, _formatted(exc))
+            return
+        for instance_id, loaded in zip(instance_ids, loads, strict=True):
             try:
-                job = self._prepare(instance_id)
+                job = self._prepare(instance_id, loaded, now)
             except Exception as exc:
                 self._crashed(instance_id, _formatted(exc))
                 continue
@@ -533,10 +540,10 @@ class HubWorker:
             more = bool(result.consumed) and len(result.consumed) < len(job[2])
             self._commit(instance_id, result, more)
 
-    def _prepare(self, instance_id: str) -> EpisodeJob | None:
-        """Load an episode's input, or settle the instance now if none is needed."""
-        now = self.clock()
-        loaded = self.store.load(self.hub, instance_id, now)
+    def _prepare(
+        self, instance_id: str, loaded: LoadedInstance, now: float
+    ) -> EpisodeJob | None:
+        """An episode's input, or None once the instance is settled without one."""
         if not loaded.pending:
             self._ready.release(instance_id)
             return None
