@@ -154,9 +154,8 @@ class StoreWriter:
     """The one thread that writes the store, committing many callers' changes at once.
 
     Callers never wait on SQLite's write lock: they queue their changes and the
-    writer applies everything queued so far in one transaction (group commit),
-    each caller's changes inside a savepoint of their own, so one caller's
-    error rolls back only its own changes.
+    writer applies everything queued so far in one transaction (group commit).
+    One caller's error costs only its own changes (see _apply).
     """
 
     def __init__(self, store: HubStore) -> None:
@@ -196,27 +195,7 @@ class StoreWriter:
         self._store.close()
 
     def _commit(self, batch: list[_Write]) -> None:
-        db = self._store._connection()
-        outcomes: list[tuple[Any, BaseException | None]] = []
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            for write in batch:
-                db.execute("SAVEPOINT item")
-                try:
-                    value = write.apply(db)
-                except Exception as exc:
-                    db.execute("ROLLBACK TO item")
-                    db.execute("RELEASE item")
-                    outcomes.append((None, exc))
-                else:
-                    db.execute("RELEASE item")
-                    outcomes.append((value, None))
-            db.execute("COMMIT")
-        except Exception as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            logger.error("store write of %d changes failed: %s", len(batch), exc)
-            outcomes = [(None, exc)] * len(batch)
+        outcomes = self._apply(batch)
         # Callbacks run only after COMMIT, so whatever they wake reads the
         # committed state; they must never wait on this writer.
         for write, (value, error) in zip(batch, outcomes, strict=True):
@@ -238,6 +217,32 @@ class StoreWriter:
         # writes, and one wake-up lets a dispatcher see the whole batch.
         for listener in self._store.listeners:
             listener()
+
+    def _apply(self, batch: list[_Write]) -> list[tuple[Any, BaseException | None]]:
+        """Apply every write in one transaction; if that fails, each one alone.
+
+        No savepoint per write: each costs two statements, and every statement
+        gives up the GIL and queues to get it back. A write that raises is
+        found by redoing the batch one write per transaction, so only its own
+        changes are lost; applies are plain SQL and safe to redo.
+        """
+        db = self._store._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            values = [write.apply(db) for write in batch]
+            db.execute("COMMIT")
+            return [(value, None) for value in values]
+        except Exception as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if len(batch) == 1:
+                return [(None, exc)]
+            logger.warning(
+                "store batch of %d writes failed (%s); committing each alone",
+                len(batch),
+                exc,
+            )
+        return [self._apply([write])[0] for write in batch]
 
 
 class HubStore:
