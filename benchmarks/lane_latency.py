@@ -1,0 +1,287 @@
+"""High-lane start lag while the low lane floods: Duralane next to Celery on Redis.
+
+Duralane: the app (function_app.py) on the embedded runtime in a child
+process; FLOOD low-lane http jobs are POSTed to /api/jobs from several threads,
+and while they pour in, HIGH high-lane jobs are submitted one every 100 ms.
+Start lag is the job's own startLagMs (submission to first attempt start).
+Celery: one Redis server on loopback (Debian's redis-server, installed with
+apt-get if missing), one queue with Redis priority steps (high = priority 0,
+low = 9), a prefork worker with two processes and prefetch 1, the same
+flood and the same task (one GET to a loopback target); start lag is task
+start minus submission. Last line: one JSON object.
+
+    python benchmarks/lane_latency.py [--flood 10000] [--high 50] [--skip-celery]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET_PATH = "/ok"
+LISTENING = re.compile(r"Duralane runtime listening on (http://[^\s]+)")
+
+try:
+    from celery import Celery
+
+    celery_app = Celery("lane_latency")
+    celery_app.conf.update(
+        broker_url=os.environ.get("LANE_BENCH_REDIS", "redis://127.0.0.1:6399/0"),
+        result_backend=os.environ.get("LANE_BENCH_REDIS", "redis://127.0.0.1:6399/0"),
+        broker_transport_options={
+            "priority_steps": list(range(10)),
+            "sep": ":",
+            "queue_order_strategy": "priority",
+        },
+        worker_prefetch_multiplier=1,
+        task_acks_late=True,
+        result_expires=3600,
+    )
+
+    @celery_app.task(name="touch")
+    def touch(url: str) -> float:
+        """The benchmark's job: note when it started, then one GET."""
+        started = time.time()
+        httpx.get(url, timeout=10)
+        return started
+
+except ImportError:  # celery is optional: --skip-celery runs without it
+    celery_app = None
+
+
+class Ok(BaseHTTPRequestHandler):
+    """The loopback target every job calls: 200 at once."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        """Quiet."""
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50/p95/p99 of a sample, rounded to 0.1 ms."""
+    if len(values) < 2:
+        return {"p50": None, "p95": None, "p99": None}
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {k: round(cuts[i], 1) for k, i in (("p50", 49), ("p95", 94), ("p99", 98))}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def flood(
+    submit_low: Any, submit_high: Any, count: int, high: int
+) -> tuple[list[Any], float, float]:
+    """Submit the low flood from 8 threads and a high job every 100 ms meanwhile."""
+    highs: list[Any] = []
+    started = time.monotonic()
+
+    def trickle() -> None:
+        time.sleep(0.5)
+        for i in range(high):
+            highs.append(submit_high(i))
+            time.sleep(0.1)
+
+    trickler = threading.Thread(target=trickle)
+    trickler.start()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(submit_low, range(count)))
+    submitted = time.monotonic() - started
+    trickler.join()
+    return highs, started, submitted
+
+
+def bench_duralane(target: str, count: int, high: int) -> dict[str, Any]:
+    """The flood on the Duralane app running on the embedded runtime."""
+    data = Path(tempfile.mkdtemp(prefix="lane-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURALANE_")}
+    env.update(
+        DURALANE_DATA_DIR=str(data),
+        DURALANE_SQLITE_PATH=str(data / "state.sqlite3"),
+        DURALANE_ALLOWED_TARGETS="127.0.0.0/8",
+    )
+    command = [sys.executable, "-m", "duralane.cli", "run", "--app", "function_app.py"]
+    command += ["--port", "0", "--data-dir", str(data)]
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        base = ""
+        assert process.stdout is not None
+        for line in process.stdout:
+            if match := LISTENING.search(line):
+                base = match.group(1).replace("0.0.0.0", "127.0.0.1")
+                break
+        if not base:
+            raise RuntimeError("runtime did not start")
+        # Keep draining the log so the runtime never blocks on a full pipe.
+        drain = process.stdout
+        threading.Thread(target=lambda: [*drain], daemon=True).start()
+        client = httpx.Client(base_url=base, timeout=60, trust_env=False)
+        tag = f"bench{int(time.time())}"
+
+        def job(lane: str, name: str) -> str:
+            spec: dict[str, Any] = {"id": name, "kind": "http", "lane": lane}
+            spec.update(tags=[tag], params={"url": target})
+            response = client.post("/api/jobs", json=spec)
+            response.raise_for_status()
+            return name
+
+        highs, started, submitted = flood(
+            lambda i: job("low", f"{tag}-low-{i}"),
+            lambda i: job("high", f"{tag}-high-{i}"),
+            count,
+            high,
+        )
+        lags = []
+        for name in highs:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                found = client.get(f"/api/jobs/{name}").json()
+                if found.get("startLagMs") is not None:
+                    lags.append(float(found["startLagMs"]))
+                    break
+                time.sleep(0.05)
+        done = succeeded_low(client, tag)
+        elapsed = time.monotonic() - started
+        return {
+            "flood": count,
+            "submitSeconds": round(submitted, 1),
+            "highStartLagMs": percentiles(lags),
+            "highSampled": len(lags),
+            "lowSucceeded": done,
+            "lowPerSecond": round(done / elapsed, 1),
+            "windowSeconds": round(elapsed, 1),
+        }
+    finally:
+        process.terminate()
+        process.wait(20)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def succeeded_low(client: httpx.Client, tag: str) -> int:
+    """How many low jobs of this run have succeeded so far."""
+    total, continuation = 0, None
+    while True:
+        params = {"tag": tag, "lane": "low", "status": "succeeded", "pageSize": "1000"}
+        if continuation:
+            params["continuation"] = continuation
+        page = client.get("/api/jobs", params=params).json()
+        total += len(page["items"])
+        continuation = page.get("continuation")
+        if not continuation:
+            return total
+
+
+def ensure_redis() -> str:
+    """redis-server's path, installing Debian's package if it is missing."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    print("redis-server missing; installing Debian's package", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "-q", "redis-server"], check=True)
+    found = shutil.which("redis-server") or "/usr/bin/redis-server"
+    return found
+
+
+def bench_celery(target: str, count: int, high: int) -> dict[str, Any]:
+    """The same flood on Celery with Redis priorities."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    redis = subprocess.Popen(
+        [ensure_redis(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    env = {**os.environ, "LANE_BENCH_REDIS": url, "PYTHONPATH": str(REPO)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "benchmarks.lane_latency:celery_app",
+         "worker", "-c", "2", "--prefetch-multiplier", "1", "-l", "warning"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)
+        assert celery_app is not None
+        # A client app of its own: the module's app read its URL at import.
+        sender = Celery("lane_latency_client", broker=url, backend=url)
+        sender.conf.broker_transport_options = celery_app.conf.broker_transport_options
+        sender.connection_for_write().ensure_connection(max_retries=10)
+        submits: dict[str, float] = {}
+
+        def send(priority: int) -> Any:
+            at = time.time()
+            result = sender.send_task("touch", (target,), priority=priority)
+            submits[result.id] = at
+            return result
+
+        lows: list[Any] = []
+        highs, started, submitted = flood(
+            lambda i: lows.append(send(9)), lambda i: send(0), count, high
+        )
+        lags = [(r.get(timeout=120) - submits[r.id]) * 1000 for r in highs]
+        done = sum(1 for r in lows if r.ready())
+        elapsed = time.monotonic() - started
+        return {
+            "flood": count,
+            "submitSeconds": round(submitted, 1),
+            "highStartLagMs": percentiles(lags),
+            "highSampled": len(lags),
+            "lowSucceeded": done,
+            "lowPerSecond": round(done / elapsed, 1),
+            "windowSeconds": round(elapsed, 1),
+        }
+    finally:
+        worker.terminate()
+        worker.wait(20)
+        redis.terminate()
+        redis.wait(10)
+
+
+def main() -> None:
+    """Run both benchmarks and print the results, JSON last."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flood", type=int, default=10_000)
+    parser.add_argument("--high", type=int, default=50)
+    parser.add_argument("--skip-celery", action="store_true")
+    args = parser.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = f"http://127.0.0.1:{server.server_address[1]}{TARGET_PATH}"
+
+    results: dict[str, Any] = {"target": "high-lane p99 start lag < 50 ms"}
+    results["duralane"] = bench_duralane(target, args.flood, args.high)
+    print("duralane:", json.dumps(results["duralane"]))
+    if not args.skip_celery:
+        results["celery"] = bench_celery(target, args.flood, args.high)
+        print("celery+redis:", json.dumps(results["celery"]))
+    p99 = results["duralane"]["highStartLagMs"]["p99"]
+    results["targetMet"] = p99 is not None and p99 < 50
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
