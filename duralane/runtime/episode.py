@@ -75,6 +75,9 @@ class Instance:
     # event-waiting action recorded so far, to check determinism on replay.
     next_event_id: int = 0
     recorded: list[list[Any]] = field(default_factory=list)
+    # History events stored for this execution when it was loaded; an
+    # episode's new events are appended after them.
+    history_length: int = 0
 
 
 @dataclass

@@ -100,6 +100,11 @@ INSTANCE_COLUMNS = (
     "parent_instance_id, parent_task_id, parent_meta, created_at, updated_at, "
     "next_event_id, recorded, history_length"
 )
+UPSERT_COLUMNS = ", ".join(
+    f"{name} = excluded.{name}"
+    for name in INSTANCE_COLUMNS.split(", ")
+    if name != "instance_id"
+)
 HISTORY_CACHE_SIZE = 20_000
 # Enough to amortise a commit over a fan-out's completions without holding the
 # write lock so long that readers see stale data for long.
@@ -574,14 +579,18 @@ class HubStore:
                 )
                 length = 0
             else:
-                length = self._history_length(db, hub, instance.instance_id)
-            db.executemany(
-                "INSERT INTO history (hub, instance_id, seq, event) VALUES (?,?,?,?)",
-                [
-                    (hub, instance.instance_id, length + offset, text)
-                    for offset, text in enumerate(new_texts)
-                ],
-            )
+                # The instance was held since its load, so nothing else has
+                # appended to its history.
+                length = instance.history_length
+            if new_texts:
+                db.executemany(
+                    "INSERT INTO history (hub, instance_id, seq, event) "
+                    "VALUES (?,?,?,?)",
+                    [
+                        (hub, instance.instance_id, length + offset, text)
+                        for offset, text in enumerate(new_texts)
+                    ],
+                )
             self._write_instance(db, hub, instance, length + len(new_texts))
             for child in result.children:
                 self._clear_finished(db, hub, child.instance_id)
@@ -601,6 +610,8 @@ class HubStore:
                     (hub, instance.instance_id, timer_id),
                 )
             self._insert_messages(db, hub, result.messages)
+            if not result.activities:
+                return
             db.executemany(
                 "INSERT INTO activities (hub, instance_id, execution_id, task_id, "
                 "name, input, meta) VALUES (?,?,?,?,?,?,?)",
@@ -714,6 +725,8 @@ class HubStore:
     def _insert_messages(
         self, db: sqlite3.Connection, hub: str, messages: list[Message]
     ) -> None:
+        if not messages:
+            return
         db.executemany(
             "INSERT INTO messages (hub, instance_id, execution_id, timer_id, event, "
             "meta, visible_at) VALUES (?,?,?,?,?,?,?)",
@@ -741,8 +754,11 @@ class HubStore:
         history_length: int = 0,
     ) -> None:
         db.execute(
-            f"INSERT OR REPLACE INTO instances (hub, {INSTANCE_COLUMNS}) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            # An upsert, not INSERT OR REPLACE: a replace deletes and
+            # re-inserts the row, touching every index.
+            f"INSERT INTO instances (hub, {INSTANCE_COLUMNS}) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            f"ON CONFLICT (hub, instance_id) DO UPDATE SET {UPSERT_COLUMNS}",
             (
                 hub,
                 instance.instance_id,
@@ -762,15 +778,6 @@ class HubStore:
                 history_length,
             ),
         )
-
-    def _history_length(
-        self, db: sqlite3.Connection, hub: str, instance_id: str
-    ) -> int:
-        row = db.execute(
-            "SELECT history_length FROM instances WHERE hub=? AND instance_id=?",
-            (hub, instance_id),
-        ).fetchone()
-        return int(row[0]) if row else 0
 
     def _history_texts(
         self, hub: str, instance_id: str, remember: bool = False
@@ -845,6 +852,7 @@ def _instance_from_row(row: tuple[Any, ...]) -> Instance:
         updated_at=row[11],
         next_event_id=row[12],
         recorded=json.loads(row[13]),
+        history_length=row[14],
     )
 
 
