@@ -146,6 +146,9 @@ var laneSettings = {
   'AzureWebJobs.jobs_high.Disabled': string(lane != 'high')
   'AzureWebJobs.jobs_normal.Disabled': string(lane != 'normal')
   'AzureWebJobs.jobs_low.Disabled': string(lane != 'low')
+  'AzureWebJobs.jobs_high_dead_letters.Disabled': string(lane != 'high')
+  'AzureWebJobs.jobs_normal_dead_letters.Disabled': string(lane != 'normal')
+  'AzureWebJobs.jobs_low_dead_letters.Disabled': string(lane != 'low')
 }
 
 var hostSettings = {

@@ -23,7 +23,7 @@ def test_the_embedded_runtime_reserves_a_hub_for_every_lane() -> None:
 def test_each_lane_app_disables_the_other_lanes_queue_triggers() -> None:
     module = (ROOT / "bicep/modules/functionapp.bicep").read_text()
     for lane in LANE_HUBS:
-        assert (
-            f"'AzureWebJobs.jobs_{lane}.Disabled': string(lane != '{lane}')" in module
-        )
+        for function in (f"jobs_{lane}", f"jobs_{lane}_dead_letters"):
+            setting = f"'AzureWebJobs.{function}.Disabled': string(lane != '{lane}')"
+            assert setting in module, function
     assert "AzureFunctionsJobHost__extensions__durableTask__hubName" in module
