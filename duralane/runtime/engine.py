@@ -144,6 +144,19 @@ class ReadySet:
         if wake:
             self._signal.set()
 
+    def defer(self, instance_id: str, until: float) -> None:
+        """Release a held instance but keep it from running again before until.
+
+        Messages that arrived while it was held wait too: a crashing instance
+        must back off however busy it is.
+        """
+        with self._lock:
+            self._taken.discard(instance_id)
+            self._again.discard(instance_id)
+            self._ready.pop(instance_id, None)
+            heapq.heappush(self._timers, (until, instance_id))
+        self._signal.set()
+
     def held(self) -> int:
         """How many instances are in an episode right now."""
         with self._lock:
@@ -593,9 +606,7 @@ class HubWorker:
             delay,
             error,
         )
-        now = self.clock()
-        self._ready.release(instance_id)
-        self._ready.add(instance_id, now + delay, now)
+        self._ready.defer(instance_id, self.clock() + delay)
 
     def _give_up(
         self, instance: Instance, pending: list[Message], now: float, crashes: int
