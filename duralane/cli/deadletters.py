@@ -1,7 +1,7 @@
 """duralane deadletters: list, inspect, replay (one or all matching) and purge.
 
 Exit codes: 0 ok, 1 failed, 2 usage, 3 unreachable, 4 not found, 5 partly failed
-(see duralane.cli.client).
+(see duralane.cli.common).
 """
 
 from __future__ import annotations
@@ -11,23 +11,21 @@ import json
 import logging
 from typing import Any
 
-from duralane.cli.client import (
-    EXIT_PARTIAL,
-    Progress,
-    add_api_options,
-    call,
-    cell,
-    guarded,
-    short_time,
-)
 from duralane.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_PARTIAL,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     CliError,
     Commands,
+    Progress,
+    add_connection_options,
+    call,
+    cell,
+    guarded,
     print_table,
+    short_time,
 )
 from duralane.cli.jobs import LANES, collect
 
@@ -48,17 +46,17 @@ def register(commands: Commands) -> None:
     listing.add_argument(
         "--limit", type=int, default=50, help="at most this many (default 50)"
     )
-    add_api_options(listing)
+    add_connection_options(listing)
     listing.set_defaults(handler=deadletters_list)
 
     get = sub.add_parser("get", help="one dead letter: reason, attempts, spec")
     get.add_argument("id")
-    add_api_options(get)
+    add_connection_options(get)
     get.set_defaults(handler=deadletters_get)
 
     replay = sub.add_parser("replay", help="run one dead-lettered job again")
     replay.add_argument("id")
-    add_api_options(replay)
+    add_connection_options(replay)
     replay.set_defaults(handler=deadletters_replay)
 
     replay_all = sub.add_parser(
@@ -69,12 +67,12 @@ def register(commands: Commands) -> None:
     replay_all.add_argument(
         "--limit", type=int, default=10_000, help="at most this many (default 10000)"
     )
-    add_api_options(replay_all)
+    add_connection_options(replay_all)
     replay_all.set_defaults(handler=deadletters_replay_all)
 
     purge = sub.add_parser("purge", help="delete one dead letter for good")
     purge.add_argument("id")
-    add_api_options(purge)
+    add_connection_options(purge)
     purge.set_defaults(handler=deadletters_purge)
 
 

@@ -2,7 +2,7 @@
 watch and cancel jobs, against a local runtime or an Azure deployment.
 
 Exit codes: 0 ok, 1 failed, 2 usage, 3 unreachable, 4 not found, 5 partly failed
-(see duralane.cli.client).
+(see duralane.cli.common).
 """
 
 from __future__ import annotations
@@ -16,28 +16,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from duralane.cli.client import (
-    EXIT_PARTIAL,
-    Progress,
-    add_api_options,
-    answer,
-    auth_headers,
-    call,
-    cell,
-    client,
-    guarded,
-    short_time,
-)
 from duralane.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_PARTIAL,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     CliError,
     Commands,
+    Progress,
+    add_connection_options,
+    call,
+    cell,
+    checked,
+    guarded,
     print_table,
+    request,
+    short_time,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,7 +56,7 @@ def register(commands: Commands) -> None:
     submit.add_argument(
         "--bulk", action="store_true", help="SOURCE holds one job per line"
     )
-    add_api_options(submit)
+    add_connection_options(submit)
     submit.set_defaults(handler=submit_command)
 
     jobs = commands.add_parser("jobs", help="list, inspect, watch and cancel jobs")
@@ -81,7 +76,7 @@ def register(commands: Commands) -> None:
         "--watch", action="store_true", help="redraw every --interval until Ctrl-C"
     )
     listing.add_argument("--interval", type=float, default=2.0, help="seconds")
-    add_api_options(listing)
+    add_connection_options(listing)
     listing.set_defaults(handler=jobs_list)
 
     get = job_commands.add_parser("get", help="one job with every attempt")
@@ -92,12 +87,12 @@ def register(commands: Commands) -> None:
         help="follow the job until it is final; exit 0 only if it succeeded",
     )
     get.add_argument("--interval", type=float, default=1.0, help="seconds")
-    add_api_options(get)
+    add_connection_options(get)
     get.set_defaults(handler=jobs_get)
 
     cancel = job_commands.add_parser("cancel", help="cancel a job not yet final")
     cancel.add_argument("id")
-    add_api_options(cancel)
+    add_connection_options(cancel)
     cancel.set_defaults(handler=jobs_cancel)
 
 
@@ -171,11 +166,8 @@ def submit_bulk(args: argparse.Namespace) -> int:
 
 def _post_job(args: argparse.Namespace, job: Any) -> tuple[dict[str, Any], int]:
     """POST one job; the JSON answer and its status code (202 new, 200 existing)."""
-    try:
-        response = client(args).post("/api/jobs", json=job, headers=auth_headers(args))
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach {args.url}: {exc}", EXIT_UNREACHABLE) from exc
-    return answer(response), response.status_code
+    response = request(args, "POST", "/api/jobs", json=job)
+    return checked(response), response.status_code
 
 
 def _numbered_lines(source: str) -> Iterator[tuple[int, str]]:
