@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import azure.durable_functions as df
@@ -55,8 +56,6 @@ async def _accept(
 
 def _with_lane(body: bytes, lane: str) -> dict[str, object]:
     """The message's job with the queue's lane; a different lane is refused."""
-    import json
-
     try:
         data = json.loads(body)
     except json.JSONDecodeError as exc:
