@@ -17,6 +17,11 @@ One tick, per due schedule:
 
 A dispatcher that dies after the claim leaves `pending` on the document with
 `nextFireAt` in the past, so the next tick anywhere finishes the starts.
+
+With a dispatcher lease (duralane.schedules.lease) a tick first acquires or
+renews it and returns at once without it; a holder that loses it mid-tick
+stops before the next schedule or start and leaves the rest `pending` for the
+new holder. The lease saves work; the run ids above keep each fire to one run.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pydantic import ValidationError
 from duralane import events
 from duralane.jobs.model import JobSpec, JobState, parse_job_spec
 from duralane.jobs.model import field_errors as job_field_errors
+from duralane.schedules.lease import DispatcherLease
 from duralane.schedules.model import (
     Schedule,
     ScheduleState,
@@ -134,6 +140,10 @@ class TickReport:
     dead_lettered: list[str] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    # Another dispatcher holds the lease: this tick did nothing.
+    standby: bool = False
+    # The lease was lost mid-tick: the tick stopped before its next start.
+    lease_lost: bool = False
 
 
 # -- declarations --------------------------------------------------------------
@@ -511,15 +521,27 @@ async def dispatch_tick(
     *,
     limit: int = TICK_BATCH,
     misfire_grace: timedelta = DEFAULT_MISFIRE_GRACE,
+    lease: DispatcherLease | None = None,
 ) -> TickReport:
-    """Fire every due schedule once; one failing schedule does not stop the rest."""
-    now = clock()
+    """Fire every due schedule once; one failing schedule does not stop the rest.
+
+    With a lease, only its holder does any of that; the others stand by.
+    """
     report = TickReport()
+    if lease is not None and not await lease.acquire():
+        report.standby = True
+        return report
+    now = clock()
     page = await due_schedules(store, now, limit)
     report.due = len(page.items)
     for doc in page.items:
+        if lease is not None and not await lease.still_held():
+            report.lease_lost = True
+            break
         try:
-            await _dispatch_one(store, starter, doc, clock, report, misfire_grace)
+            await _dispatch_one(
+                store, starter, doc, clock, report, misfire_grace, lease
+            )
         except Exception:
             report.failed.append(str(doc["id"]))
             logger.exception(
@@ -535,6 +557,7 @@ async def _dispatch_one(
     clock: Clock,
     report: TickReport,
     misfire_grace: timedelta,
+    lease: DispatcherLease | None = None,
 ) -> None:
     now = clock()
     schedule = _schedule_of(doc)
@@ -558,7 +581,7 @@ async def _dispatch_one(
         report.lost += 1
         return
     report.claimed += 1
-    await _run_pending(store, starter, claimed, clock, report)
+    await _run_pending(store, starter, claimed, clock, report, lease)
 
 
 async def _claim(
@@ -593,7 +616,12 @@ def _start_json(start: PlannedStart) -> dict[str, str]:
 
 
 async def _run_pending(
-    store: Store, starter: JobStarter, doc: Doc, clock: Clock, report: TickReport
+    store: Store,
+    starter: JobStarter,
+    doc: Doc,
+    clock: Clock,
+    report: TickReport,
+    lease: DispatcherLease | None = None,
 ) -> Doc:
     """Start and cancel what the claimed document lists, then clear the lists."""
     schedule = _schedule_of(doc)
@@ -602,6 +630,17 @@ async def _run_pending(
         await starter.cancel(run_id)
         report.cancelled.append(run_id)
     for start in doc.get("pending", []):
+        if lease is not None and not await lease.still_held():
+            # The lists stay, so the new holder finishes them; runs already
+            # started here are skipped there by their run records.
+            report.lease_lost = True
+            logger.info(
+                "schedule %s: lease lost before run %s; left pending",
+                schedule.id,
+                start["runId"],
+                extra={events.ATTR_SCHEDULE_ID: schedule.id},
+            )
+            return doc
         fire = await _start_run(store, starter, schedule, start, clock, report)
         last_fire = fire or last_fire
     now = clock()
