@@ -31,7 +31,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
@@ -626,6 +626,7 @@ async def _run_pending(
     """Start and cancel what the claimed document lists, then clear the lists."""
     schedule = _schedule_of(doc)
     last_fire = doc.get("lastFire")
+    waiting: list[dict[str, str]] = []
     for run_id in doc.get("pendingCancels", []):
         await starter.cancel(run_id)
         report.cancelled.append(run_id)
@@ -641,15 +642,22 @@ async def _run_pending(
                 extra={events.ATTR_SCHEDULE_ID: schedule.id},
             )
             return doc
-        fire = await _start_run(store, starter, schedule, start, clock, report)
+        try:
+            fire = await _start_run(store, starter, schedule, start, clock, report)
+        except _StillStarting:
+            waiting.append(start)
+            continue
         last_fire = fire or last_fire
     now = clock()
     state = _state_of(doc)
+    # A start another dispatcher is still making (or died making) stays
+    # pending and keeps the schedule due, until its job exists or it is stale.
+    next_fire = iso_utc(now) if waiting else _next_fire_field(state, now)
     ops = [
-        PatchOp.set("/pending", []),
+        PatchOp.set("/pending", waiting),
         PatchOp.set("/pendingCancels", []),
         PatchOp.set("/lastFire", last_fire),
-        PatchOp.set("/nextFireAt", _next_fire_field(state, now)),
+        PatchOp.set("/nextFireAt", next_fire),
     ]
     try:
         return await store.patch(SCHEDULES, doc["id"], ops, etag=doc[ETAG])
@@ -684,9 +692,17 @@ async def _start_run(
     try:
         await store.create(RUNS, run)
     except RecordExists:
-        if not await _abandoned(store, schedule.id, run_id, now):
+        verdict = await _existing_run(store, schedule.id, run_id, now)
+        if verdict == "wait":
+            raise _StillStarting(run_id) from None
+        if verdict == "done":
             return None
-        logger.warning("run %s was left starting; taking it over", run_id)
+        logger.warning(
+            "run %s of schedule %s was left starting; taking it over",
+            run_id,
+            schedule.id,
+            extra={events.ATTR_SCHEDULE_ID: schedule.id, events.ATTR_JOB_ID: run_id},
+        )
 
     data = {**schedule.job, "id": run_id, "idempotencyKey": run_id}
     data["tags"] = [*schedule.job.get("tags", []), f"{SCHEDULE_TAG}{schedule.id}"]
@@ -740,23 +756,34 @@ async def _start_run(
     return fire
 
 
-async def _abandoned(
+class _StillStarting(Exception):
+    """Another dispatcher created this run's record and has not submitted its job."""
+
+
+async def _existing_run(
     store: Store, schedule_id: str, run_id: str, now: datetime
-) -> bool:
-    """Whether a run record exists but its dispatcher died before the job."""
+) -> Literal["done", "wait", "take"]:
+    """A run record already exists: started (done), being started, or abandoned.
+
+    One left `starting` with no job is being started elsewhere until it is
+    STALE_START old; then its dispatcher is taken to have died and it is taken
+    over. Without the wait, a dispatcher killed between the two steps would
+    lose that fire for good.
+    """
     try:
         run = await store.read(RUNS, run_id, partition_key=schedule_id)
     except RecordNotFound:
-        return False
+        return "done"
     if run.get("status") != "starting":
-        return False
-    if now - _instant(str(run.get("claimedAt"))) < STALE_START:
-        return False
+        return "done"
     try:
         await store.read(JOBS, run_id)
+        return "done"
     except RecordNotFound:
-        return True
-    return False
+        pass
+    if now - _instant(str(run.get("claimedAt"))) < STALE_START:
+        return "wait"
+    return "take"
 
 
 async def _dead_letter_run(

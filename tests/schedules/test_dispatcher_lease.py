@@ -281,6 +281,43 @@ def test_a_lost_lease_stops_the_tick_before_the_next_schedule(tmp_path: Path) ->
     run(scenario())
 
 
+def test_a_fire_whose_holder_died_between_run_record_and_job_starts_once_later(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "s.sqlite3"
+        store_a, store_b = await open_store(path), await open_store(path)
+        clock = Clock()
+        holder = lease(store_a, clock, "host-a:1")
+        other = lease(store_b, clock, "host-b:2")
+        assert await holder.acquire()
+        schedule_id = await every_ten_seconds(store_a, clock)
+        clock.advance(12)
+
+        async def killed() -> None:
+            raise RuntimeError("SIGKILL after the run record, before the job")
+
+        report = await service.dispatch_tick(
+            store_a, RecordingStarter(before_start=killed), clock, lease=holder
+        )
+        assert report.failed == [schedule_id]
+
+        starter = RecordingStarter()
+        clock.advance(16)  # the lease expired; the run record is 16 s old
+        await service.dispatch_tick(store_b, starter, clock, lease=other)
+        assert starter.started == [f"sched-{schedule_id}-20260601T120020Z"]
+        clock.advance(16)  # 32 s: the run is taken to be abandoned
+        await service.dispatch_tick(store_b, starter, clock, lease=other)
+
+        assert sorted(starter.started) == [
+            f"sched-{schedule_id}-20260601T1200{n}0Z" for n in (1, 2, 3, 4)
+        ]
+        await store_a.close()
+        await store_b.close()
+
+    run(scenario())
+
+
 def test_a_lease_object_rebuilt_in_the_same_process_keeps_the_lease(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
