@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ import azure.functions as func
 from duralane.jobs import service as jobs
 from duralane.jobs.model import JobSpec
 from duralane.schedules import service
+from duralane.schedules.lease import DispatcherLease, Holder, LeaseSettings
 from duralane.schedules.model import Schedule
 from duralane.schedules.planner import MAX_PREVIEW_COUNT, preview
 from duralane.settings import LANES
@@ -33,6 +35,9 @@ APP_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_SCHEDULES_FILE = "schedules.json"
 
 _file_applied = False
+# This process's dispatcher lease, kept across ticks so the holder renews
+# with the etag it last wrote instead of reading first.
+_lease: DispatcherLease | None = None
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -73,6 +78,32 @@ class LaneStarter:
         logger.info("schedule cancelled run %s (cancel_previous)", job_id)
 
 
+def dispatcher_lease(store: Store) -> DispatcherLease | None:
+    """The process's lease from the app settings; None when turned off (0 s)."""
+    global _lease
+    if _lease is not None and _lease.store is store:
+        return _lease
+    settings = LeaseSettings.from_environ()
+    if not settings.enabled:
+        return None
+    # A new store (a new event loop) keeps the holder, so the lease stays ours.
+    holder = _lease.holder if _lease is not None else None
+    _lease = DispatcherLease(
+        store,
+        holder or Holder.this_process(settings.region),
+        ttl=timedelta(seconds=settings.seconds),
+        preferred_region=settings.preferred_region,
+    )
+    logger.info(
+        "dispatcher %s: lease %s, %g s, preferred region %s",
+        _lease.holder.id,
+        _lease.lease_id,
+        settings.seconds,
+        settings.preferred_region or "none",
+    )
+    return _lease
+
+
 def schedules_file() -> Path | None:
     """The schedules file the app settings name, or the default if it exists."""
     name = os.environ.get(SCHEDULES_FILE_SETTING, "")
@@ -107,18 +138,21 @@ async def dispatch_schedules(
     normal: df.DurableOrchestrationClient,
     low: df.DurableOrchestrationClient,
 ) -> None:
-    """Fire the due schedules; the first tick applies the schedules file."""
+    """Fire the due schedules if this dispatcher holds the lease.
+
+    The first tick in each process applies the schedules file, lease or not.
+    """
     global _file_applied
     store = await jobs.get_store()
     if not _file_applied:
         await apply_schedules_file(store)
         _file_applied = True
     starter = LaneStarter(store, {"high": high, "normal": normal, "low": low})
-    report = await service.dispatch_tick(store, starter)
+    report = await service.dispatch_tick(store, starter, lease=dispatcher_lease(store))
     if report.due:
         logger.info(
             "dispatcher tick: %d due, %d claimed, %d lost to another dispatcher, "
-            "%d started, %d finished, %d dead-lettered, %d failed",
+            "%d started, %d finished, %d dead-lettered, %d failed%s",
             report.due,
             report.claimed,
             report.lost,
@@ -126,6 +160,7 @@ async def dispatch_schedules(
             len(report.finished),
             len(report.dead_lettered),
             len(report.failed),
+            "; stopped early, lease lost" if report.lease_lost else "",
         )
 
 
