@@ -1,9 +1,12 @@
 """Dispatchers that run one task hub's orchestrator episodes and activities.
 
 Each hub gets its own bounded pools, so a flood in one hub never takes the
-slots reserved for another. Dispatchers are threads that sleep on a condition
-until new work is stored or the next timer is due; sync user code runs on the
-pools, async user code on the runtime's one long-lived event loop.
+slots reserved for another. Which instances have work is kept in memory (see
+ReadySet); dispatchers are threads that sleep until a commit makes work ready
+or the next timer is due. Episodes replay in episode processes (see
+EpisodeProcess) or, with none configured, on the hub's pool; activities run on
+the pool, async ones on the runtime's one long-lived event loop. All writes go
+through the store's writer thread. docs/runtime.md has the whole picture.
 """
 
 from __future__ import annotations
@@ -425,10 +428,11 @@ class HubWorker:
         self._stopping.set()
         self._episode_signal.set()
         self._activity_signal.set()
-        self._orchestration_pool.shutdown(wait=True)
-        self._activity_pool.shutdown(wait=True)
+        # Dispatchers first: a pool that is shut down refuses their submits.
         for thread in self._threads:
             thread.join(timeout=10)
+        self._orchestration_pool.shutdown(wait=True)
+        self._activity_pool.shutdown(wait=True)
 
     def _batch_committed(self) -> None:
         """The writer committed a batch: let the dispatchers see what it made ready."""
