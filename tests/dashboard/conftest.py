@@ -57,7 +57,7 @@ class KeyedRuntime(RuntimeProcess):
         return super().delete(path, **self._keyed(kwargs))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedRuntime]:
     """The app on all interfaces with an API key, loopback targets allowed."""
     data_dir = tmp_path_factory.mktemp("dashboard")
@@ -75,16 +75,20 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedRuntime]:
     runtime.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def target() -> Iterator[TargetServer]:
     server = TargetServer().start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright; never a downloaded browser."""
+    """Debian's Chromium driven by Playwright; never a downloaded browser.
+
+    Package scope: Playwright's sync API holds an event loop on the main thread
+    while it lives, so it must be gone before other packages run async tests.
+    """
     if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     with sync_api.sync_playwright() as playwright:
