@@ -16,7 +16,12 @@ import azure.functions as func
 from duralane.jobs import service as jobs
 from duralane.jobs.model import JobSpec
 from duralane.schedules import service
-from duralane.schedules.lease import DispatcherLease, Holder, LeaseSettings
+from duralane.schedules.lease import (
+    LEASE_SECONDS_SETTING,
+    DispatcherLease,
+    Holder,
+    LeaseSettings,
+)
 from duralane.schedules.model import Schedule
 from duralane.schedules.planner import MAX_PREVIEW_COUNT, preview
 from duralane.settings import LANES
@@ -38,6 +43,7 @@ _file_applied = False
 # This process's dispatcher lease, kept across ticks so the holder renews
 # with the etag it last wrote instead of reading first.
 _lease: DispatcherLease | None = None
+_lease_settings: LeaseSettings | None = None
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -80,10 +86,17 @@ class LaneStarter:
 
 def dispatcher_lease(store: Store) -> DispatcherLease | None:
     """The process's lease from the app settings; None when turned off (0 s)."""
-    global _lease
+    global _lease, _lease_settings
     if _lease is not None and _lease.store is store:
         return _lease
-    settings = LeaseSettings.from_environ()
+    if _lease_settings is None:
+        _lease_settings = LeaseSettings.from_environ()
+        if not _lease_settings.enabled:
+            logger.info(
+                "dispatcher lease off (%s=0): every dispatcher dispatches",
+                LEASE_SECONDS_SETTING,
+            )
+    settings = _lease_settings
     if not settings.enabled:
         return None
     # A new store (a new event loop) keeps the holder, so the lease stays ours.

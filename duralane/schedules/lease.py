@@ -120,10 +120,11 @@ class Holder:
 
     @classmethod
     def this_process(cls, region: str = "") -> Holder:
-        """This process: host name, pid and region, e.g. `web-1:412@westeurope`."""
+        """This process: host name, pid and region, e.g. `web-1:412@WestEurope`."""
         base = f"{socket.gethostname()}:{os.getpid()}"
+        # No spaces ("West Europe"), so the id stays one word in a grep.
         return cls(
-            id=f"{base}@{region}" if region else base,
+            id=f"{base}@{region.replace(' ', '')}" if region else base,
             region=region,
             token=uuid.uuid4().hex,
         )
@@ -301,11 +302,17 @@ class DispatcherLease:
 
     def _reclaims(self, current: Doc) -> bool:
         """A preferred-region dispatcher takes a live lease from another region."""
+        preferred = region_key(self.preferred_region)
         return (
-            bool(self.preferred_region)
-            and self.holder.region == self.preferred_region
-            and current.get("region") != self.preferred_region
+            bool(preferred)
+            and region_key(self.holder.region) == preferred
+            and region_key(str(current.get("region") or "")) != preferred
         )
+
+
+def region_key(name: str) -> str:
+    """A region as Bicep (`westeurope`) and App Service (`West Europe`) both name it."""
+    return name.replace(" ", "").lower()
 
 
 def _instant(text: str) -> datetime:

@@ -348,9 +348,10 @@ def test_the_preferred_region_takes_the_lease_back_from_another_region(
         path = tmp_path / "s.sqlite3"
         stores = [await open_store(path) for _ in range(3)]
         clock = Clock()
-        secondary = lease(stores[0], clock, "b-1:1", "northeurope", "westeurope")
-        primary = lease(stores[1], clock, "a-1:1", "westeurope", "westeurope")
-        primary_too = lease(stores[2], clock, "a-2:1", "westeurope", "westeurope")
+        # App Service spells REGION_NAME "West Europe"; Bicep says westeurope.
+        secondary = lease(stores[0], clock, "b-1:1", "North Europe", "westeurope")
+        primary = lease(stores[1], clock, "a-1:1", "West Europe", "westeurope")
+        primary_too = lease(stores[2], clock, "a-2:1", "West Europe", "westeurope")
         assert await secondary.acquire()  # the primary region was down
 
         clock.advance(2)
@@ -359,7 +360,7 @@ def test_the_preferred_region_takes_the_lease_back_from_another_region(
         assert not await secondary.acquire()
 
         doc = await stores[0].read(LEASES, LEASE_ID)
-        assert doc["holder"] == "a-1:1@westeurope"
+        assert doc["holder"] == "a-1:1@West Europe"
         for store in stores:
             await store.close()
 
