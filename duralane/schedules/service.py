@@ -82,7 +82,7 @@ TICK_BATCH = 200
 # often meanwhile so the buffered fire starts soon after the run ends.
 ACTIVE_POLL = timedelta(seconds=2)
 # A run record left "starting" this long by a dispatcher that died before
-# submitting its job is taken over by the next tick that sees it.
+# starting its job is taken over by the next tick that sees it.
 STALE_START = timedelta(seconds=30)
 # A probe schedule declared with the `healthcheck` shorthand.
 HEALTHCHECK_EVERY_SECONDS = 300
@@ -757,7 +757,7 @@ async def _start_run(
 
 
 class _StillStarting(Exception):
-    """Another dispatcher created this run's record and has not submitted its job."""
+    """Another dispatcher created this run's record and has not started its job."""
 
 
 async def _existing_run(
@@ -765,10 +765,11 @@ async def _existing_run(
 ) -> Literal["done", "wait", "take"]:
     """A run record already exists: started (done), being started, or abandoned.
 
-    One left `starting` with no job is being started elsewhere until it is
-    STALE_START old; then its dispatcher is taken to have died and it is taken
-    over. Without the wait, a dispatcher killed between the two steps would
-    lose that fire for good.
+    One left `starting` is being started elsewhere until it is STALE_START
+    old; then its dispatcher is taken to have died between the run record and
+    the job's start, and it is taken over. Submitting again is safe: the job's
+    idempotency key returns the job if it exists, and a queued job whose
+    orchestration never began is started. Without this, that fire was lost.
     """
     try:
         run = await store.read(RUNS, run_id, partition_key=schedule_id)
@@ -776,11 +777,6 @@ async def _existing_run(
         return "done"
     if run.get("status") != "starting":
         return "done"
-    try:
-        await store.read(JOBS, run_id)
-        return "done"
-    except RecordNotFound:
-        pass
     if now - _instant(str(run.get("claimedAt"))) < STALE_START:
         return "wait"
     return "take"

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from duralane.jobs import service as jobs
 from duralane.jobs.model import JobSpec
 from duralane.schedules import service
 from duralane.schedules.lease import (
@@ -47,14 +48,16 @@ class Clock:
 class RecordingStarter:
     """Stands in for the durable clients; runs a hook before each start."""
 
-    def __init__(self, before_start: Callable[[], Awaitable[None]] | None = None):
+    def __init__(
+        self, before_start: Callable[[JobSpec], Awaitable[None]] | None = None
+    ) -> None:
         self.started: list[str] = []
         self.before_start = before_start
 
     async def start(self, spec: JobSpec) -> None:
         if self.before_start is not None:
             hook, self.before_start = self.before_start, None
-            await hook()
+            await hook(spec)
         self.started.append(spec.id)
 
     async def cancel(self, job_id: str) -> None:
@@ -222,7 +225,7 @@ def test_a_holder_that_loses_the_lease_mid_tick_starts_no_more_runs(
         clock.advance(35)  # three fires due: 12:00:10, :20 and :30
         assert await holder.acquire()
 
-        async def stall_then_lose_the_lease() -> None:
+        async def stall_then_lose_the_lease(spec: JobSpec) -> None:
             clock.advance(16)
             assert await other.acquire()
 
@@ -261,7 +264,7 @@ def test_a_lost_lease_stops_the_tick_before_the_next_schedule(tmp_path: Path) ->
         clock.advance(12)
         assert await holder.acquire()
 
-        async def stall_then_lose_the_lease() -> None:
+        async def stall_then_lose_the_lease(spec: JobSpec) -> None:
             clock.advance(16)
             assert await other.acquire()
 
@@ -281,8 +284,9 @@ def test_a_lost_lease_stops_the_tick_before_the_next_schedule(tmp_path: Path) ->
     run(scenario())
 
 
+@pytest.mark.parametrize("job_stored", [False, True], ids=["no-job", "queued-job"])
 def test_a_fire_whose_holder_died_between_run_record_and_job_starts_once_later(
-    tmp_path: Path,
+    tmp_path: Path, job_stored: bool
 ) -> None:
     async def scenario() -> None:
         path = tmp_path / "s.sqlite3"
@@ -294,8 +298,10 @@ def test_a_fire_whose_holder_died_between_run_record_and_job_starts_once_later(
         schedule_id = await every_ten_seconds(store_a, clock)
         clock.advance(12)
 
-        async def killed() -> None:
-            raise RuntimeError("SIGKILL after the run record, before the job")
+        async def killed(spec: JobSpec) -> None:
+            if job_stored:
+                await jobs.submit(store_a, spec)
+            raise RuntimeError("SIGKILL after the run record, before the job began")
 
         report = await service.dispatch_tick(
             store_a, RecordingStarter(before_start=killed), clock, lease=holder
