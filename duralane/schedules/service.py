@@ -647,6 +647,21 @@ async def _run_pending(
         except _StillStarting:
             waiting.append(start)
             continue
+        except Exception:
+            # One start that keeps failing must not hold back the fires after it.
+            logger.exception(
+                "schedule %s run %s: start failed; kept pending for the next tick",
+                schedule.id,
+                start["runId"],
+                extra={
+                    events.ATTR_SCHEDULE_ID: schedule.id,
+                    events.ATTR_JOB_ID: start["runId"],
+                },
+            )
+            if schedule.id not in report.failed:
+                report.failed.append(schedule.id)
+            waiting.append(start)
+            continue
         last_fire = fire or last_fire
     now = clock()
     state = _state_of(doc)

@@ -1,4 +1,4 @@
-"""The dispatcher lease with an injected clock: acquire, renew, stand by, take over."""
+"""The dispatcher lease, and the kills it must survive, with an injected clock."""
 
 from __future__ import annotations
 
@@ -389,3 +389,34 @@ def test_lease_settings_default_to_15_s_and_refuse_less_than_three_ticks() -> No
         LeaseSettings.from_environ({"DURALANE_DISPATCHER_LEASE_SECONDS": "4"})
     with pytest.raises(ValueError, match="not a number"):
         LeaseSettings.from_environ({"DURALANE_DISPATCHER_LEASE_SECONDS": "15s"})
+
+
+def test_a_start_that_keeps_failing_does_not_hold_back_later_fires(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        store = await open_store(tmp_path / "s.sqlite3")
+        clock = Clock()
+        holder = lease(store, clock, "host-a:1")
+        schedule_id = await every_ten_seconds(store, clock)
+        broken = f"sched-{schedule_id}-20260601T120010Z"
+
+        class FailingStarter(RecordingStarter):
+            async def start(self, spec: JobSpec) -> None:
+                if spec.id == broken:
+                    raise RuntimeError("this job cannot be submitted")
+                await super().start(spec)
+
+        starter = FailingStarter()
+        clock.advance(35)
+        report = await service.dispatch_tick(store, starter, clock, lease=holder)
+
+        assert report.failed == [schedule_id]
+        assert starter.started == [
+            f"sched-{schedule_id}-20260601T1200{n}0Z" for n in (2, 3)
+        ]
+        doc = await store.read(service.SCHEDULES, schedule_id)
+        assert [start["runId"] for start in doc["pending"]] == [broken]
+        await store.close()
+
+    run(scenario())
