@@ -94,15 +94,33 @@ async def submit(
         await store.create(IDEMPOTENCY, marker)
     except RecordExists:
         existing = await store.read(IDEMPOTENCY, marker["id"])
-        record = from_doc(await store.read(JOBS, str(existing["jobId"])))
+        job_id = str(existing["jobId"])
+        try:
+            record = from_doc(await store.read(JOBS, job_id))
+        except RecordNotFound:
+            # The first submit died between its marker and its job: finish it.
+            logger.warning(
+                "job %s under key %s had a marker but no record; creating it",
+                job_id,
+                spec.idempotency_key,
+            )
+            return await _create_job(store, spec.model_copy(update={"id": job_id}), now)
         logger.info(
             "job %s resubmitted under key %s; returning the existing job",
             record.job_id,
             spec.idempotency_key,
         )
         return Submission(record, created=False)
+    return await _create_job(store, spec, now)
+
+
+async def _create_job(store: Store, spec: JobSpec, now: datetime) -> Submission:
+    """Store a job under a key already claimed; a concurrent twin wins quietly."""
     record = JobRecord.new(spec, now)
-    await store.create(JOBS, to_doc(record))
+    try:
+        await store.create(JOBS, to_doc(record))
+    except RecordExists:
+        return Submission(await get_job(store, record.job_id), created=False)
     logger.info(
         "%s job %s kind %s lane %s instance %s",
         events.JOB_SUBMITTED,

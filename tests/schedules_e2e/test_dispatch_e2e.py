@@ -106,7 +106,12 @@ def test_schedules_file_is_applied_idempotently_across_a_restart(
 def test_two_runtimes_over_one_store_start_each_fire_exactly_once(
     tmp_path: Path, target: TargetServer
 ) -> None:
-    shared = {"DURALANE_SQLITE_PATH": str(tmp_path / "shared.sqlite3")}
+    # The lease off: this test is about the run ids keeping racing dispatchers
+    # to one run per fire; test_dispatcher_lease_e2e covers the lease.
+    shared = {
+        "DURALANE_SQLITE_PATH": str(tmp_path / "shared.sqlite3"),
+        "DURALANE_DISPATCHER_LEASE_SECONDS": "0",
+    }
     first = start_scheduler(tmp_path / "a", **shared)
     second = start_scheduler(tmp_path / "b", **shared)
     urls = {}
