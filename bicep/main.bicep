@@ -225,6 +225,7 @@ module stamps 'modules/stamp.bicep' = [for (stampLocation, i) in stampLocations:
     finishedJobTtlSeconds: finishedJobTtlSeconds
     laneDeadlines: laneDeadlines
     apiLane: apiLane
+    dispatcherPreferredRegion: isMultiRegion ? location : ''
   }
 }]
 

@@ -90,6 +90,9 @@ param finishedJobTtlSeconds int
 @description('Required. Start deadline per lane, in seconds, as an object keyed by lane.')
 param laneDeadlines object
 
+@description('Optional. Region whose schedule dispatcher takes the dispatcher lease back when healthy; empty in a single region. Default: empty.')
+param dispatcherPreferredRegion string = ''
+
 var isFlex = hostingPlan == 'FlexConsumption'
 
 // Per-lane host.json overrides; see bicep/hostjson/README.md. loadJsonContent
@@ -137,6 +140,7 @@ var duralaneSettings = {
   DURALANE_DEADLINE_HIGH: string(laneDeadlines.high)
   DURALANE_DEADLINE_NORMAL: string(laneDeadlines.normal)
   DURALANE_DEADLINE_LOW: string(laneDeadlines.low)
+  DURALANE_DISPATCHER_PREFERRED_REGION: dispatcherPreferredRegion
 }
 
 // Each lane is its own task hub (the names triggers/submission.py binds its

@@ -89,6 +89,9 @@ param laneDeadlines object
 @description('Required. Lane whose app serves the HTTP API behind Front Door.')
 param apiLane string
 
+@description('Optional. Region whose schedule dispatcher takes the dispatcher lease back when healthy; empty in a single region. Default: empty.')
+param dispatcherPreferredRegion string = ''
+
 module storage 'storage.bicep' = {
   name: '${deployment().name}-storage'
   params: {
@@ -139,6 +142,7 @@ module apps 'functionapp.bicep' = [for lane in lanes: {
     appInsightsName: appInsightsName
     finishedJobTtlSeconds: finishedJobTtlSeconds
     laneDeadlines: laneDeadlines
+    dispatcherPreferredRegion: dispatcherPreferredRegion
   }
 }]
 

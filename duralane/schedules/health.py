@@ -35,7 +35,7 @@ try:
     from opentelemetry import metrics
 
     _FAILING = metrics.get_meter("duralane").create_counter(
-        "duralane.healthcheck.failing",
+        events.HEALTHCHECK_FAILING,
         unit="{check}",
         description="Failing checks of endpoints at or over their failure threshold",
     )

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from duralane import events
 from duralane.store import (
     ETAG,
     Doc,
@@ -56,9 +57,9 @@ TICK_SECONDS = 2.0
 DEFAULT_LEASE_SECONDS = 15.0
 MIN_LEASE_SECONDS = 3 * TICK_SECONDS
 
-LEASE_ACQUIRED = "duralane.dispatcher.lease_acquired"
-LEASE_TAKEN_OVER = "duralane.dispatcher.lease_taken_over"
-LEASE_LOST = "duralane.dispatcher.lease_lost"
+LEASE_ACQUIRED = events.DISPATCHER_LEASE_ACQUIRED
+LEASE_TAKEN_OVER = events.DISPATCHER_LEASE_TAKEN_OVER
+LEASE_LOST = events.DISPATCHER_LEASE_LOST
 ATTR_HOLDER = "holder"
 ATTR_PREVIOUS_HOLDER = "previousHolder"
 
