@@ -51,6 +51,10 @@ class HostConfig:
     per_queue: dict[str, QueueSettings] = field(default_factory=dict)
     # Extra task hubs with reserved capacity, from extensions.duralane.taskHubs.
     hubs: tuple[HubSettings, ...] = ()
+    # extensions.duralane.orchestrationProcesses; None means one per core.
+    orchestration_processes: int | None = None
+    # extensions.duralane.fastTimestamps: the opt-in fast history timestamp parse.
+    fast_timestamps: bool = False
 
     def queue(self, name: str) -> QueueSettings:
         """Settings for one queue: its own block, else the shared one."""
@@ -129,7 +133,28 @@ def load_host_config(app_dir: Path) -> HostConfig:
         queues=queues,
         per_queue=per_queue,
         hubs=hubs,
+        orchestration_processes=process_count(
+            duralane.get("orchestrationProcesses"),
+            "host.json extensions.duralane.orchestrationProcesses",
+        ),
+        fast_timestamps=duralane.get("fastTimestamps") is True,
     )
+
+
+def process_count(value: Any, where: str) -> int | None:
+    """A count of episode processes: a whole number, 0 meaning in-process."""
+    if value is None:
+        return None
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = -1
+    if count < 0:
+        raise ConfigError(
+            f"{where} is {value!r}; it must be a whole number of processes "
+            "(0 runs orchestrator episodes in the runtime's own process)"
+        )
+    return count
 
 
 def _queue_settings(

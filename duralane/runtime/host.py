@@ -20,10 +20,12 @@ from azure.durable_functions.models.utils.http_utils import (
 
 from duralane.runtime.app import AppIndex, FunctionEntry, load_app
 from duralane.runtime.config import (
+    ConfigError,
     HostConfig,
     HubSettings,
     load_host_config,
     load_local_settings,
+    process_count,
     resolve_setting_reference,
 )
 from duralane.runtime.engine import (
@@ -60,37 +62,22 @@ class RuntimeOptions:
     data_dir: Path = Path(".duralane")
 
 
-def _duralane_extension(app_dir: Path) -> dict[str, Any]:
-    """host.json's extensions.duralane block (config.py parses the rest)."""
-    path = app_dir / "host.json"
-    document = json.loads(path.read_text()) if path.is_file() else {}
-    block = document.get("extensions", {}).get("duralane", {})
-    return block if isinstance(block, dict) else {}
-
-
-def episode_process_count(app_dir: Path) -> int:
+def episodeprocess_count(config: HostConfig) -> int:
     """How many processes replay orchestrators; 0 runs episodes in this process.
 
     DURALANE_ORCHESTRATION_PROCESSES wins over host.json's
     extensions.duralane.orchestrationProcesses; the default is one per core.
     """
     text = os.environ.get("DURALANE_ORCHESTRATION_PROCESSES")
-    where = "DURALANE_ORCHESTRATION_PROCESSES"
-    if text is None:
-        text = _duralane_extension(app_dir).get("orchestrationProcesses")
-        where = "host.json extensions.duralane.orchestrationProcesses"
-    if text is None:
-        return default_episode_processes()
-    try:
-        count = int(text)
-    except ValueError:
-        count = -1
-    if count < 0:
-        raise RuntimeConfigError(
-            f"{where} is {text!r}; it must be a whole number of processes "
-            "(0 runs orchestrator episodes in the runtime's own process)"
-        )
-    return count
+    if text is not None:
+        try:
+            count = process_count(text, "DURALANE_ORCHESTRATION_PROCESSES")
+        except ConfigError as exc:
+            raise RuntimeConfigError(str(exc)) from exc
+        return count if count is not None else default_episode_processes()
+    if config.orchestration_processes is not None:
+        return config.orchestration_processes
+    return default_episode_processes()
 
 
 class Runtime:
@@ -120,8 +107,8 @@ class Runtime:
         self.queues = ServiceBusQueueStore(options.data_dir / "queues.sqlite3")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.workers: dict[str, HubWorker] = {}
-        processes = episode_process_count(app_dir)
-        if _duralane_extension(app_dir).get("fastTimestamps") is True:
+        processes = episodeprocess_count(self.host_config)
+        if self.host_config.fast_timestamps:
             # Episode processes inherit the environment, so they opt in too.
             os.environ.setdefault(FAST_TIMESTAMPS_SETTING, "1")
         self.episode_processes = (
