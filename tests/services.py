@@ -163,11 +163,20 @@ class CosmosStandIn:
         _stop(self.process, "cosmos stand-in")
 
 
-def start_cosmos_standin(advertised_port: int | None = None) -> CosmosStandIn:
+def start_cosmos_standin(
+    advertised_port: int | None = None,
+    *,
+    bulk: bool = False,
+    linear_queries: bool = False,
+) -> CosmosStandIn:
     """Start the Cosmos DB stand-in on a free port and wait until it accepts.
 
     advertised_port makes the account's endpoints name another port, for a
     proxy in front of the stand-in that clients must keep going through.
+    bulk turns on the launcher's stand-in-only bulk-create route (see
+    tests/cosmos_standin.js), for benchmarks that fill it with many documents;
+    linear_queries removes the quadratic step of its query engine (it still
+    scans every document), so queries over 100,000 documents finish.
     """
     node = shutil.which("node")
     if node is None:
@@ -187,6 +196,8 @@ def start_cosmos_standin(advertised_port: int | None = None) -> CosmosStandIn:
                 if advertised_port
                 else {}
             ),
+            **({"COSMOS_STANDIN_BULK": "1"} if bulk else {}),
+            **({"COSMOS_STANDIN_LINEAR_QUERIES": "1"} if linear_queries else {}),
         },
     )
     lines: queue.Queue[bytes] = queue.Queue()
