@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 
+def _attempt_of(payload: dict[str, Any]) -> tuple[str, int, int]:
+    """Which job, attempt and run an activity's payload is about."""
+    return str(payload["jobId"]), int(payload["attempt"]), int(payload["run"])
+
+
 def _policy() -> TargetPolicy:
     return TargetPolicy.from_settings(Settings.from_environ())
 
@@ -33,11 +38,7 @@ def _policy() -> TargetPolicy:
 async def run_attempt(payload: dict[str, Any]) -> dict[str, Any]:
     """Record the attempt's start, run the job once, and record how it went."""
     store = await service.get_store()
-    job_id, attempt, run = (
-        payload["jobId"],
-        int(payload["attempt"]),
-        int(payload["run"]),
-    )
+    job_id, attempt, run = _attempt_of(payload)
     record = await service.start_attempt(store, job_id, attempt, run)
     if record.state.is_final:
         logger.info("job %s is %s; attempt %d skipped", job_id, record.state, attempt)
@@ -69,13 +70,8 @@ async def record_attempt_timeout(payload: dict[str, Any]) -> None:
     """Close an attempt that never reported back as timed out."""
     store = await service.get_store()
     failure = FailureInfo(kind="timeout", message="attempt did not report back in time")
-    await service.finish_attempt(
-        store,
-        payload["jobId"],
-        int(payload["attempt"]),
-        int(payload["run"]),
-        failure=failure,
-    )
+    job_id, attempt, run = _attempt_of(payload)
+    await service.finish_attempt(store, job_id, attempt, run, failure=failure)
 
 
 @bp.activity_trigger(input_name="payload", activity="probe_endpoint")
@@ -90,11 +86,7 @@ async def probe_one_endpoint(payload: dict[str, Any]) -> dict[str, Any]:
 async def record_probe_results(payload: dict[str, Any]) -> dict[str, Any]:
     """Store each endpoint's result and the summary as the attempt's outcome."""
     store = await service.get_store()
-    job_id, attempt, run = (
-        payload["jobId"],
-        int(payload["attempt"]),
-        int(payload["run"]),
-    )
+    job_id, attempt, run = _attempt_of(payload)
     record = await service.start_attempt(store, job_id, attempt, run)
     results = [ProbeResult.model_validate(r) for r in payload["results"]]
     summary = summarize(results).model_dump(mode="json", by_alias=True)
