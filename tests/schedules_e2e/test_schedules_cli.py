@@ -66,3 +66,35 @@ def test_cli_creates_applies_previews_triggers_and_lists(
     assert bad.returncode == 1 and "overlap" in bad.stderr
     assert cli(app, "get", unique("missing")).returncode == 4
     assert cli(app, "delete", schedule_id).returncode == 0
+
+
+def test_cli_pauses_resumes_updates_and_shows_a_schedule_as_table_and_json(
+    app: RuntimeProcess, target: TargetServer
+) -> None:
+    schedule_id = unique("cli-edit")
+    body = {
+        "id": schedule_id,
+        "job": {"kind": "http", "params": {"url": target.route(respond(200))}},
+        "every": {"seconds": 3600},
+    }
+    assert cli(app, "create", json.dumps(body)).returncode == 0
+
+    paused = cli(app, "pause", schedule_id, "--json")
+    assert paused.returncode == 0, paused.stderr
+    assert json.loads(paused.stdout)["paused"] is True
+    table = cli(app, "get", schedule_id)
+    assert table.returncode == 0 and schedule_id in table.stdout
+    assert "PAUSED" in table.stdout and " yes " in table.stdout
+
+    resumed = cli(app, "resume", schedule_id, "--json")
+    assert json.loads(resumed.stdout)["paused"] is False
+
+    changed = {**body, "every": {"seconds": 7200}}
+    updated = cli(app, "update", schedule_id, json.dumps(changed), "--json")
+    assert updated.returncode == 0, updated.stderr
+    shown = json.loads(cli(app, "get", schedule_id, "--json").stdout)
+    assert shown["schedule"]["every"]["seconds"] == 7200
+    assert "every 7200s" in cli(app, "get", schedule_id).stdout
+
+    missing = cli(app, "pause", unique("cli-missing"))
+    assert missing.returncode == 4 and missing.stderr.startswith("duralane: 404")
