@@ -16,6 +16,7 @@ start minus submission. Last line: one JSON object.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -28,6 +29,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -39,12 +41,15 @@ TARGET_PATH = "/ok"
 LISTENING = re.compile(r"Duralane runtime listening on (http://[^\s]+)")
 
 try:
+    import redis as redis_client
     from celery import Celery
 
     celery_app = Celery("lane_latency")
+    # No result backend: its pub/sub consumer is not safe across the flood's
+    # threads and gave "Retry limit exceeded" at exit. Tasks note their start
+    # lag in Redis instead, which the benchmark reads directly.
     celery_app.conf.update(
         broker_url=os.environ.get("LANE_BENCH_REDIS", "redis://127.0.0.1:6399/0"),
-        result_backend=os.environ.get("LANE_BENCH_REDIS", "redis://127.0.0.1:6399/0"),
         broker_transport_options={
             "priority_steps": list(range(10)),
             "sep": ":",
@@ -52,15 +57,21 @@ try:
         },
         worker_prefetch_multiplier=1,
         task_acks_late=True,
-        result_expires=3600,
+        task_ignore_result=True,
     )
+    _marks: Any = None
 
     @celery_app.task(name="touch")
-    def touch(url: str) -> float:
-        """The benchmark's job: note when it started, then one GET."""
-        started = time.time()
+    def touch(url: str, lane: str, name: str, submitted: float) -> None:
+        """The benchmark's job: note its start lag, then one GET, then count it."""
+        global _marks
+        lag_ms = (time.time() - submitted) * 1000
+        if _marks is None:
+            _marks = redis_client.Redis.from_url(celery_app.conf.broker_url)
+        if lane == "high":
+            _marks.hset("lane-bench:lags", name, lag_ms)
         httpx.get(url, timeout=10)
-        return started
+        _marks.incr(f"lane-bench:done:{lane}")
 
 except ImportError:  # celery is optional: --skip-celery runs without it
     celery_app = None
@@ -138,9 +149,11 @@ def bench_duralane(target: str, count: int, high: int) -> dict[str, Any]:
                 break
         if not base:
             raise RuntimeError("runtime did not start")
-        # Keep draining the log so the runtime never blocks on a full pipe.
+        # Keep draining the log so the runtime never blocks on a full pipe; the
+        # lines are kept to trace where each high-lane job spent its start lag.
         drain = process.stdout
-        threading.Thread(target=lambda: [*drain], daemon=True).start()
+        log: list[str] = []
+        threading.Thread(target=lambda: log.extend(drain), daemon=True).start()
         client = httpx.Client(base_url=base, timeout=60, trust_env=False)
         tag = f"bench{int(time.time())}"
 
@@ -151,21 +164,18 @@ def bench_duralane(target: str, count: int, high: int) -> dict[str, Any]:
             response.raise_for_status()
             return name
 
+        # Untimed warm-up: the episode processes import the app after the
+        # runtime starts listening, and the first jobs would wait for that.
+        for lane in ("high", "normal", "low"):
+            for i in range(3):
+                wait_started(client, job(lane, f"warm{tag}-{lane}-{i}"))
         highs, started, submitted = flood(
             lambda i: job("low", f"{tag}-low-{i}"),
             lambda i: job("high", f"{tag}-high-{i}"),
             count,
             high,
         )
-        lags = []
-        for name in highs:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                found = client.get(f"/api/jobs/{name}").json()
-                if found.get("startLagMs") is not None:
-                    lags.append(float(found["startLagMs"]))
-                    break
-                time.sleep(0.05)
+        lags = [lag for name in highs if (lag := wait_started(client, name))]
         done = succeeded_low(client, tag)
         elapsed = time.monotonic() - started
         return {
@@ -176,11 +186,70 @@ def bench_duralane(target: str, count: int, high: int) -> dict[str, Any]:
             "lowSucceeded": done,
             "lowPerSecond": round(done / elapsed, 1),
             "windowSeconds": round(elapsed, 1),
+            "highStagesMs": stages(list(log), f"{tag}-high-"),
         }
     finally:
         process.terminate()
         process.wait(20)
         shutil.rmtree(data, ignore_errors=True)
+
+
+STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
+# The runtime's log lines marking each step of a job's start, in order.
+STEPS = {
+    "stored": re.compile(STAMP + r".*job\.submitted job (\S+) .* instance (\S+)"),
+    "startNew": re.compile(STAMP + r".*started job (\S+) lane \w+ as instance (\S+)"),
+    "episode": re.compile(
+        STAMP + r".*Executing orchestrator run_job \(instance (\S+),"
+    ),
+    "activity": re.compile(
+        STAMP + r".*Executing activity run_attempt \(\S+ \S+ instance (\S+),"
+    ),
+    "started": re.compile(STAMP + r".*job\.started job (\S+) lane"),
+}
+
+
+def stages(log: list[str], prefix: str) -> dict[str, dict[str, float | None]]:
+    """p50/p99 of each step of the high jobs' starts, from the runtime's log.
+
+    Steps: job stored (the lag's origin) -> start_new returned (ExecutionStarted
+    committed) -> first episode replayed -> run_attempt began -> start recorded.
+    Log stamps have 1 ms resolution.
+    """
+    at: dict[str, dict[str, float]] = {step: {} for step in STEPS}
+    instance_job: dict[str, str] = {}
+    for line in log:
+        for step, pattern in STEPS.items():
+            match = pattern.search(line)
+            if match is None:
+                continue
+            stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+            key = match.group(2)
+            if len(match.groups()) == 3:
+                instance_job[match.group(3)] = key
+            key = instance_job.get(key, key)
+            if key.startswith(prefix):
+                at[step].setdefault(key, stamp.timestamp() * 1000)
+            break
+    names = list(STEPS)
+    out: dict[str, dict[str, float | None]] = {}
+    for before, after in itertools.pairwise(names):
+        gaps = [
+            at[after][job] - at[before][job] for job in at[before] if job in at[after]
+        ]
+        out[f"{before}->{after}"] = percentiles(gaps)
+    return out
+
+
+def wait_started(client: httpx.Client, name: str) -> float | None:
+    """A job's start lag once its first attempt has started; None after 60 s."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = client.get(f"/api/jobs/{name}").json()
+        if found.get("startLagMs") is not None:
+            return float(found["startLagMs"])
+        time.sleep(0.05)
+    return None
 
 
 def succeeded_low(client: httpx.Client, tag: str) -> int:
@@ -209,7 +278,7 @@ def ensure_redis() -> str:
 
 
 def bench_celery(target: str, count: int, high: int) -> dict[str, Any]:
-    """The same flood on Celery with Redis priorities."""
+    """The same flood on Celery with Redis priorities (0 is served first)."""
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     redis = subprocess.Popen(
@@ -224,26 +293,42 @@ def bench_celery(target: str, count: int, high: int) -> dict[str, Any]:
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        time.sleep(1.0)
         assert celery_app is not None
+        marks = redis_client.Redis.from_url(url)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                marks.ping()
+                break
+            except redis_client.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         # A client app of its own: the module's app read its URL at import.
-        sender = Celery("lane_latency_client", broker=url, backend=url)
+        sender = Celery("lane_latency_client", broker=url)
         sender.conf.broker_transport_options = celery_app.conf.broker_transport_options
-        sender.connection_for_write().ensure_connection(max_retries=10)
-        submits: dict[str, float] = {}
+        sender.conf.task_ignore_result = True
 
-        def send(priority: int) -> Any:
-            at = time.time()
-            result = sender.send_task("touch", (target,), priority=priority)
-            submits[result.id] = at
-            return result
+        def send(lane: str, name: str) -> str:
+            priority = 0 if lane == "high" else 9
+            arguments = (target, lane, name, time.time())
+            sender.send_task("touch", arguments, priority=priority)
+            return name
 
-        lows: list[Any] = []
+        # Untimed warm-up, as for Duralane: the worker's processes start up.
+        for i in range(3):
+            send("warm", f"warm-{i}")
+        wait_for(lambda: int(marks.get("lane-bench:done:warm") or 0) >= 3, 60)
+
         highs, started, submitted = flood(
-            lambda i: lows.append(send(9)), lambda i: send(0), count, high
+            lambda i: send("low", f"low-{i}"),
+            lambda i: send("high", f"high-{i}"),
+            count,
+            high,
         )
-        lags = [(r.get(timeout=120) - submits[r.id]) * 1000 for r in highs]
-        done = sum(1 for r in lows if r.ready())
+        wait_for(lambda: marks.hlen("lane-bench:lags") >= len(highs), 120)
+        lags = [float(v) for v in marks.hvals("lane-bench:lags")]
+        done = int(marks.get("lane-bench:done:low") or 0)
         elapsed = time.monotonic() - started
         return {
             "flood": count,
@@ -259,6 +344,15 @@ def bench_celery(target: str, count: int, high: int) -> dict[str, Any]:
         worker.wait(20)
         redis.terminate()
         redis.wait(10)
+
+
+def wait_for(condition: Any, seconds: float) -> None:
+    """Poll until condition() holds; TimeoutError after seconds."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {seconds} s")
+        time.sleep(0.05)
 
 
 def main() -> None:

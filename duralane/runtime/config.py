@@ -33,11 +33,14 @@ class QueueSettings:
 
 @dataclass(frozen=True)
 class HubSettings:
-    """One task hub's name and the worker slots reserved for it."""
+    """One task hub's name, the worker slots reserved for it and its priority."""
 
     name: str
     max_activities: int
     max_orchestrations: int
+    # Higher is served first at the resources all hubs share: the store's
+    # writer and the episode processes. 0 unless taskHubs[].priority says.
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ def load_host_config(app_dir: Path) -> HostConfig:
             name=_setting(hub, "name", str, "extensions.duralane.taskHubs[]"),
             max_activities=int(hub.get("maxConcurrentActivityFunctions", 8)),
             max_orchestrations=int(hub.get("maxConcurrentOrchestratorFunctions", 8)),
+            priority=hub_priority(hub.get("priority", 0), hub.get("name")),
         )
         for hub in duralane.get("taskHubs", [])
     )
@@ -155,6 +159,16 @@ def process_count(value: Any, where: str) -> int | None:
             "(0 runs orchestrator episodes in the runtime's own process)"
         )
     return count
+
+
+def hub_priority(value: Any, hub: Any) -> int:
+    """A task hub's priority: a whole number, higher served first."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"host.json extensions.duralane.taskHubs[] '{hub}': priority is "
+            f"{value!r}; it must be a whole number (higher is served first)"
+        )
+    return value
 
 
 def _queue_settings(

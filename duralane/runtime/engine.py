@@ -18,7 +18,6 @@ import itertools
 import json
 import logging
 import os
-import queue
 import socket
 import subprocess
 import sys
@@ -260,16 +259,24 @@ class EpisodeProcess:
 class EpisodeProcesses:
     """A fixed set of episode processes, lent out one batch at a time.
 
-    The processes start on start() or the first episode, whichever comes
-    first; they import the app while the runtime goes on starting.
+    Every hub shares them, so an idle process goes to the waiting batch of the
+    highest-priority hub (arrival order within a priority): a high-priority
+    batch waits for at most the batches already running, never for a lower
+    hub's queue. The processes start on start() or the first episode,
+    whichever comes first; they import the app while the runtime goes on
+    starting.
     """
 
     def __init__(self, app_path: Path, processes: int) -> None:
         self.app_path = app_path
         self.processes = processes
-        self._idle: queue.SimpleQueue[EpisodeProcess] = queue.SimpleQueue()
+        self._idle: list[EpisodeProcess] = []
         self._all: list[EpisodeProcess] = []
         self._start_lock = threading.Lock()
+        self._lending = threading.Condition()
+        # (-priority, arrival) of each batch waiting for a process.
+        self._waiting: list[tuple[int, int]] = []
+        self._arrivals = itertools.count()
 
     def start(self) -> None:
         """Launch the processes without waiting for them to import the app."""
@@ -278,21 +285,39 @@ class EpisodeProcesses:
                 for _ in range(self.processes):
                     process = EpisodeProcess(self.app_path)
                     self._all.append(process)
-                    self._idle.put(process)
+                    with self._lending:
+                        self._idle.append(process)
+                        self._lending.notify_all()
 
     def pids(self) -> list[int]:
         """The process ids, for CPU accounting."""
         return [process.pid for process in self._all]
 
-    def run(self, jobs: list[EpisodeJob]) -> list[EpisodeOutcome]:
-        """Run a batch on the next idle process, waiting for one if need be."""
+    def run(self, jobs: list[EpisodeJob], priority: int = 0) -> list[EpisodeOutcome]:
+        """Run a batch on the next idle process, higher priorities served first."""
         if not self._all:
             self.start()
-        process = self._idle.get()
+        process = self._borrow(priority)
         try:
             return process.run(jobs)
         finally:
-            self._idle.put(process)
+            with self._lending:
+                self._idle.append(process)
+                self._lending.notify_all()
+
+    def _borrow(self, priority: int) -> EpisodeProcess:
+        ticket = (-priority, next(self._arrivals))
+        with self._lending:
+            heapq.heappush(self._waiting, ticket)
+            # Hazard: every waiter is woken on each return, but only the head
+            # of the queue may take the process, or priorities would not hold.
+            while not (self._idle and self._waiting[0] == ticket):
+                self._lending.wait()
+            heapq.heappop(self._waiting)
+            process = self._idle.pop()
+            if self._idle and self._waiting:
+                self._lending.notify_all()
+            return process
 
     def stop(self) -> None:
         """End every process; call once the hub workers have stopped."""
@@ -371,8 +396,13 @@ class HubWorker:
         client_factory: Callable[[FunctionEntry], dict[str, str]],
         clock: Clock = time.time,
         processes: EpisodeProcesses | None = None,
+        priority: int = 0,
     ) -> None:
         self.hub = hub
+        # Shared resources (the store's writer, the episode processes) serve
+        # higher-priority hubs first.
+        self.priority = priority
+        store.priorities[hub] = priority
         self.store = store
         self.index = index
         self.loop = loop
@@ -539,7 +569,7 @@ class HubWorker:
         started = time.perf_counter()
         try:
             if self.processes is not None:
-                outcomes = self.processes.run(jobs)
+                outcomes = self.processes.run(jobs, self.priority)
             else:
                 outcomes = [_run_job(self.index, job) for job in jobs]
         except Exception as exc:
@@ -638,7 +668,7 @@ class HubWorker:
             instance_id,
             self.hub,
         )
-        self.store.delete_messages(ids)
+        self.store.delete_messages(ids, hub=self.hub)
 
     def _log_episode(
         self, result: EpisodeResult, was_new: bool, seconds: float

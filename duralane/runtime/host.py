@@ -47,6 +47,10 @@ from duralane.runtime.triggers import ServiceBusTrigger, TimerTrigger
 
 logger = logging.getLogger(__name__)
 
+# Threads for blocking calls made from the event loop, starts above all: enough
+# that every HTTP request in flight can wait on its commit at once.
+START_THREADS = 64
+
 
 class RuntimeConfigError(Exception):
     """The runtime cannot start as configured; the message says why in one line."""
@@ -128,6 +132,12 @@ class Runtime:
     async def start(self) -> None:
         """Start serving; returns once the port is bound and the workers run."""
         self.loop = asyncio.get_running_loop()
+        # Starts and control operations wait for their commit on the loop's
+        # default executor (asyncio.to_thread); its stock size, cores + 4,
+        # let a flood of one lane's starts make another lane's start queue.
+        self.loop.set_default_executor(
+            ThreadPoolExecutor(START_THREADS, thread_name_prefix="start")
+        )
         self._stopping = asyncio.Event()
         self._ensure_queues()
         await self._serve_http()
@@ -143,6 +153,7 @@ class Runtime:
                 max_activities=hub.max_activities,
                 client_factory=self.client_arguments,
                 processes=self.episode_processes,
+                priority=hub.priority,
             )
             self.workers[hub.name] = worker
             worker.start()

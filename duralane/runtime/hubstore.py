@@ -10,9 +10,10 @@ stored, and activity work stays until its completion message is stored.
 from __future__ import annotations
 
 import base64
+import heapq
+import itertools
 import json
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -153,6 +154,8 @@ class _Write:
     after: Callable[[], None] | None
     failed: Callable[[BaseException], None] | None
     future: Future[Any] | None
+    # The hub's priority: higher goes into the next batch first.
+    priority: int = 0
 
 
 class StoreWriter:
@@ -160,12 +163,20 @@ class StoreWriter:
 
     Callers never wait on SQLite's write lock: they queue their changes and the
     writer applies everything queued so far in one transaction (group commit).
-    One caller's error costs only its own changes (see _apply).
+    Writes are taken highest hub priority first, then in arrival order, so a
+    high-priority hub's write waits for at most the batch being committed, never
+    for a lower hub's backlog. One caller's error costs only its own changes
+    (see _apply).
     """
 
     def __init__(self, store: HubStore) -> None:
         self._store = store
-        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._condition = threading.Condition()
+        # (-priority, arrival, write): one hub's writes keep their order, as
+        # they all share its priority.
+        self._queue: list[tuple[int, int, _Write]] = []
+        self._arrivals = itertools.count()
+        self._stopping = False
         self._thread = threading.Thread(
             target=self._run, name="hubstore-writer", daemon=True
         )
@@ -173,29 +184,26 @@ class StoreWriter:
 
     def submit(self, write: _Write) -> None:
         """Queue changes; callbacks run on the writer thread once they are settled."""
-        self._queue.put(write)
+        with self._condition:
+            heapq.heappush(self._queue, (-write.priority, next(self._arrivals), write))
+            self._condition.notify()
 
     def stop(self) -> None:
         """Commit what is queued, then end the thread."""
-        self._queue.put(None)
+        with self._condition:
+            self._stopping = True
+            self._condition.notify()
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < WRITE_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
+        while True:
+            with self._condition:
+                while not self._queue and not self._stopping:
+                    self._condition.wait()
+                if not self._queue:
                     break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
+                count = min(len(self._queue), WRITE_BATCH)
+                batch = [heapq.heappop(self._queue)[2] for _ in range(count)]
             self._commit(batch)
         self._store.close()
 
@@ -266,23 +274,34 @@ class HubStore:
         # Called on the writer thread after each committed batch; add before
         # the first write.
         self.listeners: list[Callable[[], None]] = []
+        # Hub name to priority (higher is written first); unknown hubs get 0.
+        self.priorities: dict[str, int] = {}
 
     def write(
         self,
         apply: Apply,
         after: Callable[[], None] | None = None,
         failed: Callable[[BaseException], None] | None = None,
+        *,
+        hub: str | None = None,
     ) -> None:
         """Queue changes for the store's one writer thread (see StoreWriter)."""
-        self._submit(_Write(apply, after, failed, None))
+        self._submit(_Write(apply, after, failed, None, self._priority(hub)))
 
     def write_and_wait(
-        self, apply: Apply, after: Callable[[], None] | None = None
+        self,
+        apply: Apply,
+        after: Callable[[], None] | None = None,
+        *,
+        hub: str | None = None,
     ) -> Any:
         """Queue changes, wait until they are committed and return apply's value."""
         future: Future[Any] = Future()
-        self._submit(_Write(apply, after, None, future))
+        self._submit(_Write(apply, after, None, future, self._priority(hub)))
         return future.result()
+
+    def _priority(self, hub: str | None) -> int:
+        return self.priorities.get(hub, 0) if hub is not None else 0
 
     def _submit(self, write: _Write) -> None:
         with self._writer_lock:
@@ -353,7 +372,7 @@ class HubStore:
             self._write_instance(db, hub, instance)
             self._insert_messages(db, hub, [started])
 
-        self.write_and_wait(apply, after)
+        self.write_and_wait(apply, after, hub=hub)
 
     def get_instance(self, hub: str, instance_id: str) -> Instance | None:
         """Read one instance, or None."""
@@ -427,7 +446,7 @@ class HubStore:
         def apply(db: sqlite3.Connection) -> int:
             return sum(self._delete_instance(db, hub, i) for i in ids)
 
-        return int(self.write_and_wait(apply))
+        return int(self.write_and_wait(apply, hub=hub))
 
     def _delete_instance(
         self, db: sqlite3.Connection, hub: str, instance_id: str
@@ -462,14 +481,17 @@ class HubStore:
         after: Callable[[], None] | None = None,
     ) -> None:
         """Store messages for instances (events, timers, control operations)."""
-        self.write_and_wait(lambda db: self._insert_messages(db, hub, messages), after)
+        self.write_and_wait(
+            lambda db: self._insert_messages(db, hub, messages), after, hub=hub
+        )
 
-    def delete_messages(self, ids: list[int]) -> None:
+    def delete_messages(self, ids: list[int], *, hub: str | None = None) -> None:
         """Remove messages that can never be delivered."""
         self.write_and_wait(
             lambda db: db.executemany(
                 "DELETE FROM messages WHERE id=?", [(i,) for i in ids]
-            )
+            ),
+            hub=hub,
         )
 
     def due_instances(self, hub: str) -> list[tuple[str, float]]:
@@ -629,7 +651,7 @@ class HubStore:
                 ],
             )
 
-        self.write(apply, remember, failed)
+        self.write(apply, remember, failed, hub=hub)
 
     # Activities
 
@@ -686,7 +708,7 @@ class HubStore:
                 if cursor.rowcount:
                     self._insert_messages(db, hub, [message])
 
-        self.write(apply, after, failed)
+        self.write(apply, after, failed, hub=hub)
 
     def counts(self, hub: str) -> dict[str, int]:
         """Backlog figures for logs and health: due messages and queued activities."""
