@@ -430,6 +430,18 @@ class HubWorker:
         self._new_activities = False
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        # A hub above the lowest priority runs its async activities on a loop
+        # of its own, so they never queue behind the HTTP requests and other
+        # hubs' activities on the runtime's loop.
+        self._own_loop: asyncio.AbstractEventLoop | None = None
+        self._own_loop_thread: threading.Thread | None = None
+        if priority > 0:
+            self._own_loop = asyncio.new_event_loop()
+            self._own_loop_thread = threading.Thread(
+                target=self._own_loop.run_forever,
+                name=f"{hub}-activity-loop",
+                daemon=True,
+            )
         self.episodes = 0
         self.activities_run = 0
 
@@ -443,6 +455,8 @@ class HubWorker:
         for instance_id, visible_at in self.store.due_instances(self.hub):
             self._ready.add(instance_id, visible_at, now)
         self.store.listeners.append(self._batch_committed)
+        if self._own_loop_thread is not None:
+            self._own_loop_thread.start()
         for target, name in (
             (self._dispatch_episodes, "episodes"),
             (self._dispatch_activities, "activities"),
@@ -463,6 +477,11 @@ class HubWorker:
             thread.join(timeout=10)
         self._orchestration_pool.shutdown(wait=True)
         self._activity_pool.shutdown(wait=True)
+        if self._own_loop is not None and self._own_loop_thread is not None:
+            # Async activities still running are dropped; their work rows
+            # stay, so they run again after a restart (at least once).
+            self._own_loop.call_soon_threadsafe(self._own_loop.stop)
+            self._own_loop_thread.join(timeout=10)
 
     def _batch_committed(self) -> None:
         """The writer committed a batch: let the dispatchers see what it made ready."""
@@ -717,9 +736,19 @@ class HubWorker:
         entry = self.index.activities.get(work.name)
         if entry is not None and entry.is_async:
             coroutine = self._run_async_activity(entry, work)
-            asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+            asyncio.run_coroutine_threadsafe(coroutine, self._activity_loop(entry))
         else:
             self._activity_pool.submit(self._run_sync_activity, entry, work)
+
+    def _activity_loop(self, entry: FunctionEntry) -> asyncio.AbstractEventLoop:
+        """The hub's own loop, unless the activity takes a durable client."""
+        # Hazard: the Durable SDK keeps one aiohttp session for the process,
+        # bound to the runtime's loop; a client used from another loop fails.
+        if self._own_loop is None or any(
+            binding.type == "durableClient" for binding in entry.bindings
+        ):
+            return self.loop
+        return self._own_loop
 
     def _run_sync_activity(
         self, entry: FunctionEntry | None, work: ActivityWork
