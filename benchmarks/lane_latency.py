@@ -1,14 +1,18 @@
 """High-lane start lag while the low lane floods: Duralane next to Celery on Redis.
 
 Duralane: the app (function_app.py) on the embedded runtime in a child
-process; FLOOD low-lane http jobs are POSTed to /api/jobs from several threads,
-and while they pour in, HIGH high-lane jobs are submitted one every 100 ms.
-Start lag is the job's own startLagMs (submission to first attempt start).
-Celery: one Redis server on loopback (Debian's redis-server, installed with
-apt-get if missing), one queue with Redis priority steps (high = priority 0,
-low = 9), a prefork worker with two processes and prefetch 1, the same
-flood and the same task (one GET to a loopback target); start lag is task
-start minus submission. Last line: one JSON object.
+process; after an untimed warm-up (three jobs per lane), FLOOD low-lane http
+jobs are POSTed to /api/jobs from 8 threads, and while they pour in, HIGH
+high-lane jobs are submitted one every 100 ms. Start lag is the job's own
+startLagMs (stored at submission to first attempt start); the runtime's log
+splits it into steps (highStagesMs).
+Celery: one Redis server on a free loopback port (Debian's redis-server,
+installed with apt-get if missing), one queue with Redis priority steps (high
+= priority 0, low = 9), a prefork worker with two processes and prefetch 1,
+the same warm-up, flood and task (one GET to a loopback target); start lag is
+task start minus submission, noted in Redis by the task. Low throughput is
+low jobs finished per second of the window from the flood's start until every
+high job has started. Last line: one JSON object.
 
     python benchmarks/lane_latency.py [--flood 10000] [--high 50] [--skip-celery]
 """

@@ -5,8 +5,10 @@ slots reserved for another. Which instances have work is kept in memory (see
 ReadySet); dispatchers are threads that sleep until a commit makes work ready
 or the next timer is due. Episodes replay in episode processes (see
 EpisodeProcess) or, with none configured, on the hub's pool; activities run on
-the pool, async ones on the runtime's one long-lived event loop. All writes go
-through the store's writer thread. docs/runtime.md has the whole picture.
+the pool, async ones on the runtime's one long-lived event loop, or a hub's own
+loop above priority 0. All writes go through the store's writer thread, and the
+writer and the episode processes serve hubs by priority. docs/runtime.md has
+the whole picture.
 """
 
 from __future__ import annotations
