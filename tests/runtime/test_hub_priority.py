@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable
@@ -9,9 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from duralane.runtime.config import load_host_config
-from duralane.runtime.engine import EpisodeJob, EpisodeOutcome, EpisodeProcesses
+from duralane.runtime.engine import (
+    EpisodeJob,
+    EpisodeOutcome,
+    EpisodeProcesses,
+    HubWorker,
+)
 from duralane.runtime.hubstore import HubStore
-from tests.runtime.harness import wait_until
+from tests.runtime.harness import unique, wait_until
 
 BACKLOG = 500
 
@@ -104,3 +110,67 @@ def test_task_hub_priority_is_read_from_host_json(tmp_path: Path) -> None:
     config = load_host_config(tmp_path)
 
     assert [hub.priority for hub in config.hubs] == [2, 0]
+
+
+def test_a_high_hub_instance_completes_before_a_low_hubs_backlog(
+    tmp_path: Path,
+) -> None:
+    """Sharing one episode process, a new high instance overtakes a low backlog."""
+    # Imported here: the crash app may be indexed only once per session.
+    from tests.runtime.test_episode_crashes import CRASH_APP, crash_app
+
+    store = HubStore(tmp_path / "runtime.sqlite3")
+    processes = EpisodeProcesses(CRASH_APP, 1)
+    loop = asyncio.new_event_loop()  # the app has no async activities to run
+    workers = {
+        hub: HubWorker(
+            hub,
+            store,
+            crash_app(),
+            loop,
+            max_orchestrations=1,
+            max_activities=1,
+            client_factory=lambda entry: {},
+            processes=processes,
+            priority=priority,
+        )
+        for hub, priority in (("LowHub", 0), ("HighHub", 2))
+    }
+    for worker in workers.values():
+        worker.start()
+    backlog = [unique("low") for _ in range(BACKLOG // 2)]
+    try:
+        for instance_id in backlog:
+            workers["LowHub"].start_instance("echo_orchestrator", instance_id, '"x"')
+
+        def completed(hub: str, instance_ids: list[str]) -> int:
+            return sum(
+                1
+                for instance_id in instance_ids
+                if (found := store.get_instance(hub, instance_id)) is not None
+                and found.status == "Completed"
+            )
+
+        # The backlog must be flowing, so the high instance competes with it.
+        wait_until(
+            lambda: completed("LowHub", backlog) >= 5,
+            timeout=60,
+            what="the low hub to work through its backlog",
+        )
+        high = unique("high")
+        workers["HighHub"].start_instance("echo_orchestrator", high, '"x"')
+        wait_until(
+            lambda: completed("HighHub", [high]) == 1,
+            timeout=60,
+            what="the high hub's instance to complete",
+        )
+        finished = completed("LowHub", backlog)
+    finally:
+        for worker in workers.values():
+            worker.stop()
+        processes.stop()
+        store.stop_writer()
+        store.close()
+        loop.close()
+
+    assert finished < len(backlog) // 2
