@@ -196,6 +196,10 @@ class SqliteStore(Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        # Writers of this process queue here and wake in turn, instead of in
+        # SQLite's busy handler, which sleeps in growing steps of up to 100 ms.
+        # Other processes on the same file still meet the busy timeout.
+        self._write_lock = threading.Lock()
 
     # -- plumbing ------------------------------------------------------------
 
@@ -229,13 +233,14 @@ class SqliteStore(Store):
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(connection)
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+        with self._write_lock:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
         return result
 
     def _expires_at(self, doc: Doc) -> float | None:
