@@ -48,6 +48,8 @@ def run_command(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     try:
         asyncio.run(runtime.serve_forever())
+    except RuntimeConfigError as exc:
+        raise CliError(str(exc)) from exc
     except OSError as exc:
         raise CliError(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror}"

@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], float]
 IDLE_POLL_SECONDS = 1.0
 PARENT_POLL_SECONDS = 1.0
+# What an episode process sends once it has imported the app.
+READY = "ready"
 # An episode that crashes inside the runtime is retried after 0.5, 1, 2 and 4 s
 # and the instance fails on the fifth crash; the cap bounds the wait when even
 # failing it crashes (a broken store), so a bad instance never spins a core.
@@ -224,6 +226,27 @@ class EpisodeProcess:
         )
         theirs.close()
         self._conn = Connection(ours.detach())
+        self._ready = False
+
+    def wait_ready(self, timeout: float | None) -> None:
+        """Wait until the process has imported the app; raise if it cannot."""
+        if self._ready:
+            return
+        if timeout is not None and not self._conn.poll(timeout):
+            raise RuntimeError(
+                f"episode process {self._process.pid} did not import "
+                f"{self.app_path.name} within {timeout:.0f}s"
+            )
+        try:
+            signal = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise RuntimeError(
+                f"episode process {self._process.pid} exited while importing "
+                f"{self.app_path.name} (exit code {self._process.poll()})"
+            ) from exc
+        if signal != READY:
+            raise RuntimeError(f"episode process sent {signal!r} before {READY!r}")
+        self._ready = True
 
     @property
     def pid(self) -> int:
@@ -232,6 +255,7 @@ class EpisodeProcess:
     def run(self, jobs: list[EpisodeJob]) -> list[EpisodeOutcome]:
         """Run a batch of episodes; a dead process is replaced, and the batch fails."""
         try:
+            self.wait_ready(None)
             self._conn.send(jobs)
             outcomes: list[EpisodeOutcome] = self._conn.recv()
             return outcomes
@@ -291,6 +315,12 @@ class EpisodeProcesses:
                         self._idle.append(process)
                         self._lending.notify_all()
 
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until every process has imported the app, within the timeout."""
+        deadline = time.monotonic() + timeout
+        for process in list(self._all):
+            process.wait_ready(max(deadline - time.monotonic(), 0.0))
+
     def pids(self) -> list[int]:
         """The process ids, for CPU accounting."""
         return [process.pid for process in self._all]
@@ -344,6 +374,7 @@ def serve_episodes() -> None:
     ).start()
     index = load_app(Path(app_path))
     install_fast_timestamps()
+    conn.send(READY)
     while True:
         try:
             jobs = conn.recv()

@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 START_THREADS = 64
 
 
+EPISODE_IMPORT_TIMEOUT_SECONDS = 120.0
+
+
 class RuntimeConfigError(Exception):
     """The runtime cannot start as configured; the message says why in one line."""
 
@@ -143,6 +146,14 @@ class Runtime:
         await self._serve_http()
         if self.episode_processes is not None and self.index.orchestrators:
             self.episode_processes.start()
+            # "Listening" must mean ready: the first episodes should not wait
+            # for the processes to import the app.
+            try:
+                await asyncio.to_thread(
+                    self.episode_processes.wait_ready, EPISODE_IMPORT_TIMEOUT_SECONDS
+                )
+            except RuntimeError as exc:
+                raise RuntimeConfigError(str(exc)) from exc
         for hub in self._hub_settings():
             worker = HubWorker(
                 hub.name,
