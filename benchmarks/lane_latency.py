@@ -204,7 +204,7 @@ STEPS = {
     "stored": re.compile(STAMP + r".*job\.submitted job (\S+) .* instance (\S+)"),
     "startNew": re.compile(STAMP + r".*started job (\S+) lane \w+ as instance (\S+)"),
     "episode": re.compile(
-        STAMP + r".*Executing orchestrator run_job \(instance (\S+),"
+        STAMP + r".*Executing orchestrator run_job \(invocation \S+, instance (\S+),"
     ),
     "activity": re.compile(
         STAMP + r".*Executing activity run_attempt \(\S+ \S+ instance (\S+),"

@@ -727,9 +727,12 @@ class HubWorker:
     ) -> None:
         instance = result.instance
         if was_new and result.ran_orchestrator:
+            # The execution id is the invocation id: it names this run of the
+            # instance, and continue-as-new starts a new one.
             logger.info(
-                "Executing orchestrator %s (instance %s, hub %s)",
+                "Executing orchestrator %s (invocation %s, instance %s, hub %s)",
                 instance.name,
+                instance.execution_id,
                 instance.instance_id,
                 self.hub,
             )
@@ -737,11 +740,14 @@ class HubWorker:
             level = logging.WARNING if instance.status == "Failed" else logging.INFO
             logger.log(
                 level,
-                "Executed orchestrator %s (instance %s, hub %s): %s%s",
+                "Executed orchestrator %s (invocation %s, instance %s, hub %s): "
+                "%s in %.1f ms%s",
                 instance.name,
+                instance.execution_id,
                 instance.instance_id,
                 self.hub,
                 instance.status,
+                (instance.updated_at - instance.created_at) * 1000,
                 f": {result.error}" if result.error else "",
             )
         logger.debug("episode of %s took %.1f ms", instance.instance_id, seconds * 1000)
