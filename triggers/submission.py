@@ -25,20 +25,22 @@ async def submit_and_start(
     """Store the job and start its orchestration, once per idempotency key."""
     submission = await service.submit(store, spec)
     record = submission.record
-    if submission.created or record.state == JobState.QUEUED:
-        # A queued job from an earlier call may have lost its start to a crash
-        # between the store write and start_new: start it if it never began.
-        status = await client.get_status(record.instance_id)
-        if submission.created or not status:
-            await client.start_new(
-                ORCHESTRATOR, record.instance_id, JobOrder.for_record(record).to_json()
-            )
-            logger.info(
-                "started job %s lane %s as instance %s",
-                record.job_id,
-                spec.lane,
-                record.instance_id,
-            )
+    # A queued job from an earlier call may have lost its start to a crash
+    # between the store write and start_new: start it if it never began. Only
+    # a resubmission pays for that status check.
+    starting = submission.created
+    if not starting and record.state == JobState.QUEUED:
+        starting = not await client.get_status(record.instance_id)
+    if starting:
+        await client.start_new(
+            ORCHESTRATOR, record.instance_id, JobOrder.for_record(record).to_json()
+        )
+        logger.info(
+            "started job %s lane %s as instance %s",
+            record.job_id,
+            spec.lane,
+            record.instance_id,
+        )
     return submission
 
 
