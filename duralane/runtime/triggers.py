@@ -56,7 +56,7 @@ class TimerSchedule:
             if interval <= timedelta(0):
                 raise ValueError(f"schedule '{text}': the interval must be positive")
             return cls(resolved, None, interval, zone)
-        return cls(resolved, CronExpression.parse(resolved), None, zone)
+        return cls(resolved, CronExpression.parse(resolved, ncrontab=True), None, zone)
 
     def next_after(self, instant: datetime) -> datetime:
         """The first occurrence strictly after an instant."""

@@ -17,8 +17,9 @@ Day of month and day of week follow classic cron: when both are restricted
 fires on the 1st and on every Monday; when one allows every day, only the other
 decides. A field is restricted by what it allows, not by how it is written:
 `1-31` in the day-of-month field counts as `*`. (NCRONTAB itself requires both
-to match; Duralane keeps the classic rule for both forms, so one expression
-means one thing whichever form it is written in.)
+to match; parse(..., ncrontab=True) reads it that way for timer triggers, as
+the Functions host does. Schedules keep the classic rule for five and six
+fields alike, so one expression means one thing in either form.)
 
 Matching happens on the wall clock of a time zone, and the wall clock is not
 one-to-one with real time, so two policies decide what happens at transitions:
@@ -213,10 +214,16 @@ class CronExpression:
     days_of_month: tuple[int, ...]
     months: tuple[int, ...]
     days_of_week: tuple[int, ...]
+    # NCRONTAB (the Functions timer trigger) needs both day fields to match.
+    both_days_must_match: bool = False
 
     @classmethod
-    def parse(cls, text: str) -> CronExpression:
-        """Parse five or six fields (seconds first), or raise CronSyntaxError."""
+    def parse(cls, text: str, *, ncrontab: bool = False) -> CronExpression:
+        """Parse five or six fields (seconds first), or raise CronSyntaxError.
+
+        ncrontab=True reads the day fields as the Functions host does: a day
+        must match both, not either, when both are restricted.
+        """
         stripped = text.strip()
         if stripped.startswith("@"):
             if stripped.lower() not in _SHORTHANDS:
@@ -241,7 +248,17 @@ class CronExpression:
         parsed = [
             _parse_field(spec, field) for spec, field in zip(specs, fields, strict=True)
         ]
-        expression = cls(stripped, *parsed)
+        seconds, minutes, hours, days_of_month, months, days_of_week = parsed
+        expression = cls(
+            stripped,
+            seconds,
+            minutes,
+            hours,
+            days_of_month,
+            months,
+            days_of_week,
+            both_days_must_match=ncrontab,
+        )
         expression._check_can_match(fields[3])
         return expression
 
@@ -274,11 +291,15 @@ class CronExpression:
             )
 
     def _day_matches(self, year: int, month: int, day: int) -> bool:
-        """Apply the classic either-or rule for the two day fields."""
+        """Apply the classic either-or rule for the two day fields, or NCRONTAB's."""
         in_month = day in self.days_of_month
         # Python counts Monday as 0; cron counts Sunday as 0.
         in_week = (calendar.weekday(year, month, day) + 1) % 7 in self.days_of_week
-        if self.day_of_month_restricted and self.day_of_week_restricted:
+        if (
+            self.day_of_month_restricted
+            and self.day_of_week_restricted
+            and not self.both_days_must_match
+        ):
             return in_month or in_week
         return in_month and in_week
 
