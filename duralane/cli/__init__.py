@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 import sys
 
-from duralane.cli.common import EXIT_USAGE, CliError
+from duralane.cli.common import EXIT_USAGE, CliError, guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,9 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return EXIT_USAGE
+    # Guarded here rather than per handler, so no command can forget it.
+    handler = guarded(args.handler)
     try:
-        result: int = args.handler(args)
-        return result
+        return handler(args)
     except CliError as exc:
         print(f"duralane: {exc}", file=sys.stderr)
         return exc.code

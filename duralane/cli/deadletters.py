@@ -23,7 +23,6 @@ from duralane.cli.common import (
     add_connection_options,
     call,
     cell,
-    guarded,
     print_table,
     short_time,
 )
@@ -100,7 +99,6 @@ def _letters(args: argparse.Namespace, extra: dict[str, str]) -> list[dict[str, 
     return collect(args, "/api/deadletters", {**_filters(args), **extra}, args.limit)
 
 
-@guarded
 def deadletters_list(args: argparse.Namespace) -> int:
     """Print matching dead letters."""
     letters = _letters(args, {})
@@ -125,7 +123,6 @@ def _row(letter: dict[str, Any]) -> list[str]:
     ]
 
 
-@guarded
 def deadletters_get(args: argparse.Namespace) -> int:
     """Print one dead letter with each attempt's error."""
     letter = call(args, "GET", f"/api/deadletters/{args.id}")
@@ -171,7 +168,6 @@ def deadletters_get(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@guarded
 def deadletters_replay(args: argparse.Namespace) -> int:
     """Start a dead-lettered job again under a new run."""
     result = call(args, "POST", f"/api/deadletters/{args.id}/replay")
@@ -183,7 +179,6 @@ def deadletters_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@guarded
 def deadletters_replay_all(args: argparse.Namespace) -> int:
     """Replay each matching job dead letter one by one, so each failure is named."""
     # Queue dead letters hold a message that never became a job: nothing to replay.
@@ -222,7 +217,6 @@ def deadletters_replay_all(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if replayed else EXIT_FAILED
 
 
-@guarded
 def deadletters_purge(args: argparse.Namespace) -> int:
     """Delete one dead letter."""
     result = call(args, "DELETE", f"/api/deadletters/{args.id}")

@@ -29,7 +29,6 @@ from duralane.cli.common import (
     call,
     cell,
     checked,
-    guarded,
     print_table,
     request,
     short_time,
@@ -96,7 +95,6 @@ def register(commands: Commands) -> None:
     cancel.set_defaults(handler=jobs_cancel)
 
 
-@guarded
 def submit_command(args: argparse.Namespace) -> int:
     """Submit one job, or every line of a JSON-lines file."""
     if args.bulk:
@@ -218,7 +216,6 @@ def _bulk_summary(
     return EXIT_PARTIAL if created or existing else EXIT_FAILED
 
 
-@guarded
 def jobs_list(args: argparse.Namespace) -> int:
     """Print matching jobs, once or every --interval."""
     while True:
@@ -282,7 +279,6 @@ def _job_row(job: dict[str, Any]) -> list[str]:
     ]
 
 
-@guarded
 def jobs_get(args: argparse.Namespace) -> int:
     """Print one job; with --watch, follow it until it is final."""
     job = call(args, "GET", f"/api/jobs/{args.id}")
@@ -345,7 +341,6 @@ def _print_job(args: argparse.Namespace, job: dict[str, Any]) -> None:
         )
 
 
-@guarded
 def jobs_cancel(args: argparse.Namespace) -> int:
     """Ask a job to stop; a finished job answers 409, exit 1."""
     result = call(args, "DELETE", f"/api/jobs/{args.id}")

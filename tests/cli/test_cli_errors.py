@@ -1,0 +1,40 @@
+"""Whatever goes wrong, every command ends with one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.support import run_cli
+from tests.jobs_e2e.support import TargetServer, respond, unique
+
+# Each command with the path it reads; a server that is not Duralane answers
+# every one of them 200 with plain text where JSON was expected.
+COMMANDS = [
+    pytest.param(argv, path, id=" ".join(argv[:2]))
+    for argv, path in (
+        (["schedules", "list"], "/api/schedules"),
+        (["schedules", "get", "s-1"], "/api/schedules/s-1"),
+        (["schedules", "runs", "s-1"], "/api/schedules/s-1/runs"),
+        (["queue", "peek", "jobs-low"], "/runtime/queues/jobs-low/messages"),
+        (["deadletters", "list"], "/api/deadletters"),
+        (["jobs", "get", "j-1"], "/api/jobs/j-1"),
+    )
+]
+
+
+@pytest.mark.parametrize(("argv", "path"), COMMANDS)
+def test_an_unexpected_answer_is_one_line_and_exit_1_in_every_command_group(
+    capsys: pytest.CaptureFixture[str],
+    target: TargetServer,
+    argv: list[str],
+    path: str,
+) -> None:
+    # A prefix of its own per test, so no two tests share a scripted path.
+    prefix = "/" + unique("not-duralane")
+    target.route(respond(200), path=prefix + path)
+
+    code, out, err = run_cli(capsys, target.base + prefix, *argv)
+
+    assert code == 1, (out, err)
+    assert err.startswith("duralane: ") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err + out
