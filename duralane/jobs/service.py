@@ -204,37 +204,64 @@ async def finish_attempt(
     failure: FailureInfo | None = None,
     next_attempt_at: datetime | None = None,
 ) -> JobRecord:
-    """Close an attempt: success ends the job, a failure leaves it retry-pending."""
+    """Close an attempt: success ends the job, a failure leaves it retry-pending.
+
+    An attempt that reports back after its job ended (cancelled, dead-lettered,
+    or replayed as a new run) or after the timeout backstop closed it changes
+    nothing but its own entry, so a late result never revives a finished job.
+    """
     now = utc_now()
+    took_effect = False
 
     def change(doc: Doc) -> Doc:
+        nonlocal took_effect
         record = from_doc(doc)
+        current = next(
+            (a for a in record.attempts if a.number == attempt and a.run == run),
+            None,
+        )
+        if current is None or current.ended_at is not None:
+            took_effect = False
+            return doc
         attempts = [
-            a.ended(now, failure) if a.number == attempt and a.run == run else a
-            for a in record.attempts
+            a.ended(now, failure) if a is current else a for a in record.attempts
         ]
         updates: dict[str, Any] = {"attempts": attempts, "updated_at": now}
-        if failure is None:
+        took_effect = not record.state.is_final and record.run == run
+        if took_effect and failure is None:
             updates.update(state=JobState.SUCCEEDED, result=result, finished_at=now)
-        else:
+        elif took_effect:
             updates.update(state=JobState.FAILED, next_attempt_at=next_attempt_at)
         return to_doc(record.model_copy(update=updates))
 
     record = from_doc(await store.update(JOBS, job_id, change))
-    extra = {
+    extra: dict[str, Any] = {
         events.ATTR_JOB_ID: job_id,
         events.ATTR_LANE: record.spec.lane,
         events.ATTR_KIND: record.spec.kind,
         events.ATTR_ATTEMPT: attempt,
     }
-    if failure is None:
+    if not took_effect:
         logger.info(
-            "%s job %s lane %s attempt %d",
+            "job %s lane %s attempt %d of run %d reported back after the job was "
+            "%s; only the attempt is recorded",
+            job_id,
+            record.spec.lane,
+            attempt,
+            run,
+            record.state.value,
+            extra=extra,
+        )
+    elif failure is None:
+        duration_ms = _milliseconds(record.started_at, record.finished_at)
+        logger.info(
+            "%s job %s lane %s attempt %d in %.1f ms",
             events.JOB_SUCCEEDED,
             job_id,
             record.spec.lane,
             attempt,
-            extra=extra,
+            duration_ms,
+            extra={**extra, events.ATTR_DURATION_MS: duration_ms},
         )
     else:
         logger.info(
@@ -248,6 +275,13 @@ async def finish_attempt(
             extra={**extra, events.ATTR_REASON: failure.message},
         )
     return record
+
+
+def _milliseconds(start: datetime | None, end: datetime | None) -> float:
+    """The time between two instants in ms; 0 when either is unknown."""
+    if start is None or end is None:
+        return 0.0
+    return max((end - start).total_seconds() * 1000, 0.0)
 
 
 async def dead_letter(store: Store, job_id: str, reason: str) -> JobRecord:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from datetime import timedelta
 from itertools import pairwise
 
@@ -10,6 +12,7 @@ from aiohttp import web
 
 from duralane.jobs.retry import RetryPolicy
 from tests.jobs_e2e.support import (
+    Handler,
     TargetServer,
     get_job,
     http_job,
@@ -20,7 +23,7 @@ from tests.jobs_e2e.support import (
     wait_job,
     wait_state,
 )
-from tests.runtime.harness import RuntimeProcess
+from tests.runtime.harness import RuntimeProcess, wait_until
 
 # Timestamps are kept to the microsecond; allow for that rounding only.
 ROUNDING = timedelta(microseconds=1)
@@ -181,6 +184,44 @@ def test_cancelling_during_a_long_backoff_ends_the_job_cancelled(
     assert len(job["attempts"]) == 1
     assert len(target.hits(url)) == 1
     assert app.delete(f"/api/jobs/{job_id}").status_code == 409
+
+
+def _held_until(release: threading.Event) -> Handler:
+    """A handler that answers 200 only once the test releases it (30 s at most)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        deadline = time.monotonic() + 30
+        while not release.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return web.Response(status=200, text="released")
+
+    return handler
+
+
+def test_an_attempt_finishing_after_cancel_leaves_the_job_cancelled(
+    app: RuntimeProcess, target: TargetServer
+) -> None:
+    """A request still in flight when DELETE arrives must not revive the job."""
+    release = threading.Event()
+    url = target.route(_held_until(release))
+    job_id = unique("cancel-running")
+    submit(app, http_job(job_id, url, attemptTimeoutSeconds=60))
+    wait_until(lambda: len(target.hits(url)) == 1, timeout=30, what="the request")
+
+    response = app.delete(f"/api/jobs/{job_id}")
+    assert response.status_code == 202, response.text
+    wait_state(app, job_id, "cancelled")
+    release.set()
+
+    job = wait_job(
+        app,
+        job_id,
+        lambda j: j["attempts"][0].get("endedAt") is not None,
+        "to record its late attempt",
+    )
+    assert job["status"] == "cancelled", job
+    assert job["attempts"][0]["outcome"] == "succeeded", job
+    assert job.get("result") is None, job
 
 
 def test_resubmitting_the_same_key_returns_the_existing_job(
