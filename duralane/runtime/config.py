@@ -120,19 +120,29 @@ def load_host_config(app_dir: Path) -> HostConfig:
     hubs = tuple(
         HubSettings(
             name=_setting(hub, "name", str, "extensions.duralane.taskHubs[]"),
-            max_activities=int(hub.get("maxConcurrentActivityFunctions", 8)),
-            max_orchestrations=int(hub.get("maxConcurrentOrchestratorFunctions", 8)),
+            max_activities=_count(
+                hub,
+                "maxConcurrentActivityFunctions",
+                8,
+                "extensions.duralane.taskHubs[]",
+            ),
+            max_orchestrations=_count(
+                hub,
+                "maxConcurrentOrchestratorFunctions",
+                8,
+                "extensions.duralane.taskHubs[]",
+            ),
             priority=hub_priority(hub.get("priority", 0), hub.get("name")),
         )
         for hub in duralane.get("taskHubs", [])
     )
     return HostConfig(
         hub_name=resolve_setting_reference(str(durable.get("hubName", DEFAULT_HUB))),
-        max_concurrent_activities=int(
-            durable.get("maxConcurrentActivityFunctions", 16)
+        max_concurrent_activities=_count(
+            durable, "maxConcurrentActivityFunctions", 16, "extensions.durableTask"
         ),
-        max_concurrent_orchestrations=int(
-            durable.get("maxConcurrentOrchestratorFunctions", 16)
+        max_concurrent_orchestrations=_count(
+            durable, "maxConcurrentOrchestratorFunctions", 16, "extensions.durableTask"
         ),
         queues=queues,
         per_queue=per_queue,
@@ -176,10 +186,13 @@ def _queue_settings(
 ) -> QueueSettings:
     handler = block.get("messageHandlerOptions", {})
     concurrent = block.get("maxConcurrentCalls", handler.get("maxConcurrentCalls"))
+    calls = {"maxConcurrentCalls": concurrent} if concurrent else {}
     lock = block.get("lockDuration")
     window = block.get("duplicateDetectionHistoryTimeWindow")
     return QueueSettings(
-        max_delivery_count=int(block.get("maxDeliveryCount", base.max_delivery_count)),
+        max_delivery_count=_count(
+            block, "maxDeliveryCount", base.max_delivery_count, where
+        ),
         lock_duration=(
             parse_timespan(lock, f"{where}.lockDuration")
             if lock
@@ -190,8 +203,25 @@ def _queue_settings(
             if window
             else base.duplicate_detection_window
         ),
-        max_concurrent_calls=int(concurrent or base.max_concurrent_calls),
+        max_concurrent_calls=_count(
+            calls, "maxConcurrentCalls", base.max_concurrent_calls, where
+        ),
     )
+
+
+def _count(block: dict[str, Any], key: str, default: int, where: str) -> int:
+    """A limit of at least 1 from host.json; anything else names the key and value."""
+    value = block.get(key, default)
+    try:
+        count = int(value) if not isinstance(value, bool | float) else -1
+    except (TypeError, ValueError):
+        count = -1
+    if count < 1:
+        raise ConfigError(
+            f"host.json {where}.{key} is {value!r}; it must be a whole number of "
+            "at least 1"
+        )
+    return count
 
 
 def _setting(block: dict[str, Any], key: str, kind: type, where: str) -> Any:

@@ -8,10 +8,11 @@ import logging
 import os
 import secrets
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from azure.durable_functions.models.utils.http_utils import (
@@ -53,6 +54,9 @@ START_THREADS = 64
 
 
 EPISODE_IMPORT_TIMEOUT_SECONDS = 120.0
+
+
+TriggerT = TypeVar("TriggerT", TimerTrigger, ServiceBusTrigger)
 
 
 class RuntimeConfigError(Exception):
@@ -142,6 +146,7 @@ class Runtime:
             ThreadPoolExecutor(START_THREADS, thread_name_prefix="start")
         )
         self._stopping = asyncio.Event()
+        timers, queue_triggers = self._build_triggers()
         self._ensure_queues()
         await self._serve_http()
         if self.episode_processes is not None and self.index.orchestrators:
@@ -168,14 +173,37 @@ class Runtime:
             )
             self.workers[hub.name] = worker
             worker.start()
-        for entry in self.index.timers:
-            timer = TimerTrigger(self, entry)
+        for timer in timers:
             self._background.append(asyncio.create_task(timer.run(self._stopping)))
-        for entry in self.index.service_bus:
-            trigger = ServiceBusTrigger(self, entry)
+        for trigger in queue_triggers:
             self._queue_triggers.setdefault(trigger.queue, []).append(trigger)
             self._background.append(asyncio.create_task(trigger.run(self._stopping)))
         self._log_functions()
+
+    def _build_triggers(self) -> tuple[list[TimerTrigger], list[ServiceBusTrigger]]:
+        """Read every timer schedule and queue name before serving anything.
+
+        A bad NCRONTAB or an unset %SETTING% stops the start with the function's
+        name and the reason, as the host refuses to index such a function.
+        """
+        return (
+            [self._trigger(TimerTrigger, entry) for entry in self.index.timers],
+            [
+                self._trigger(ServiceBusTrigger, entry)
+                for entry in self.index.service_bus
+            ],
+        )
+
+    def _trigger(
+        self, kind: Callable[[Runtime, FunctionEntry], TriggerT], entry: FunctionEntry
+    ) -> TriggerT:
+        """One trigger, or a RuntimeConfigError naming its function."""
+        try:
+            return kind(self, entry)
+        except (ConfigError, ValueError) as exc:
+            raise RuntimeConfigError(
+                f"function '{entry.name}' cannot start: {exc}"
+            ) from exc
 
     async def stop(self) -> None:
         """Stop triggers, drain the workers and close the stores."""
