@@ -480,9 +480,17 @@ class HttpApi:
                 raise ServiceBusQueueError(
                     f"x-application-properties is not a JSON object: {exc}"
                 ) from exc
-        scheduled = _parse_time(
-            headers.get("x-scheduled-enqueue-time"), "x-scheduled-enqueue-time"
-        )
+            if not isinstance(properties, dict):
+                raise ServiceBusQueueError(
+                    "x-application-properties must be a JSON object, not "
+                    f"{type(properties).__name__}"
+                )
+        try:
+            scheduled = _parse_time(
+                headers.get("x-scheduled-enqueue-time"), "x-scheduled-enqueue-time"
+            )
+        except ValueError as exc:
+            raise ServiceBusQueueError(str(exc)) from exc
         result = self.runtime.queues.send(
             queue,
             body,

@@ -110,6 +110,34 @@ def test_application_properties_reach_the_function(queues: RuntimeProcess) -> No
     assert wait_received(queues, message_id)["application_properties"] == properties
 
 
+@pytest.mark.parametrize(
+    ("header", "value", "reason"),
+    [
+        ("x-scheduled-enqueue-time", "next tuesday", "not an ISO 8601 time"),
+        ("x-application-properties", '"contoso"', "must be a JSON object"),
+        ("x-application-properties", "{tenant", "not a JSON object"),
+    ],
+)
+def test_a_bad_send_header_is_400_naming_it_and_enqueues_nothing(
+    queues: RuntimeProcess, header: str, value: str, reason: str
+) -> None:
+    """A malformed header is the sender's mistake: 400 with the header, no message."""
+    message_id = unique("bad-header")
+
+    response = queues.post(
+        "/runtime/queues/orders/messages",
+        content=b"{}",
+        headers={"x-message-id": message_id, header: value},
+    )
+
+    assert response.status_code == 400, response.text
+    assert header in response.json()["error"], response.text
+    assert reason in response.json()["error"], response.text
+    peeked = queues.get("/runtime/queues/orders/messages?count=1000").json()
+    assert message_id not in [m["messageId"] for m in peeked]
+    assert not received(queues, message_id)
+
+
 def test_message_sent_with_the_cli_reaches_the_function(
     queues: RuntimeProcess,
 ) -> None:
