@@ -6,6 +6,7 @@ import json
 import logging
 import statistics
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
@@ -14,10 +15,15 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from duralane.jobs import service
-from duralane.jobs.model import field_errors, http_status_for, parse_job_spec
+from duralane.jobs.model import (
+    JobState,
+    field_errors,
+    http_status_for,
+    parse_job_spec,
+)
 from duralane.jobs.order import JobOrder
 from duralane.settings import LANES, Settings
-from duralane.store import Filter, StoreError
+from duralane.store import Filter, StoreError, iso_utc
 from triggers.submission import LANE_HUBS, ORCHESTRATOR, job_json, submit_and_start
 
 logger = logging.getLogger(__name__)
@@ -269,9 +275,18 @@ async def _replay(
     return record
 
 
+# The filters with a fixed set of values; anything else would silently match nothing.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "status": tuple(state.value for state in JobState),
+    "lane": LANES,
+    "source": ("job", "queue"),
+}
+
+
 def _filter(
     req: func.HttpRequest, fields: tuple[str, ...], tag: bool = False
 ) -> Filter:
+    """The query's filters, each checked: a typo is a 400, never an empty list."""
     params = req.params
     unknown = set(params) - {
         *fields,
@@ -286,9 +301,29 @@ def _filter(
     if not tag and "tag" in params:
         raise BadRequest("tag", "not a filter here")
     equals = {name: params[name] for name in fields if params.get(name)}
-    return Filter(
-        equals, params.get("tag") or None, params.get("since"), params.get("until")
-    )
+    for name, value in equals.items():
+        allowed = CHOICES.get(name)
+        if allowed is not None and value not in allowed:
+            raise BadRequest(name, f"'{value}' is not one of {', '.join(allowed)}")
+    since = _instant(params, "since")
+    until = _instant(params, "until")
+    if since is not None and until is not None and until < since:
+        raise BadRequest("until", "is before since")
+    return Filter(equals, params.get("tag") or None, since, until)
+
+
+def _instant(params: Any, name: str) -> str | None:
+    """An ISO 8601 query parameter in the store's UTC form; no offset means UTC."""
+    text = params.get(name)
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadRequest(name, f"'{text}' is not an ISO 8601 time") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return iso_utc(moment)
 
 
 async def _page(

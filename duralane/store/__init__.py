@@ -19,6 +19,7 @@ from duralane.store.base import ETAG, Doc, Filter, Page, PatchOp, Store
 from duralane.store.claimcheck import ClaimCheck
 from duralane.store.errors import (
     EtagConflict,
+    InvalidContinuation,
     RecordExists,
     RecordNotFound,
     RecordTooLarge,
@@ -36,6 +37,7 @@ __all__ = [
     "Doc",
     "EtagConflict",
     "Filter",
+    "InvalidContinuation",
     "JobUsage",
     "Page",
     "PatchOp",

@@ -24,6 +24,7 @@ from duralane.store.base import Doc, Filter, Page, PatchOp, Store
 from duralane.store.claimcheck import ClaimCheck
 from duralane.store.errors import (
     EtagConflict,
+    InvalidContinuation,
     RecordExists,
     RecordNotFound,
     RecordTooLarge,
@@ -81,6 +82,19 @@ def _translate(error: Exception, container: str, record_id: str) -> StoreError:
     if isinstance(error, AzureError):
         return StoreUnavailable(container, record_id, f"Cosmos DB failed: {error}")
     raise error
+
+
+def _query_error(
+    error: cosmos_errors.CosmosHttpResponseError,
+    container: str,
+    continuation: str | None,
+) -> StoreError:
+    """A query's failure; a 400 on a resumed query means the token was bad."""
+    if error.status_code == 400 and continuation is not None:
+        return InvalidContinuation(
+            container, "*", f"continuation token was refused: {error.message}"
+        )
+    return _translate(error, container, "*")
 
 
 class CosmosStore(Store):
@@ -339,10 +353,13 @@ class CosmosStore(Store):
                 response_hook=_charge_hook(meter),
                 **scope,
             ).by_page(continuation)
-            async for page in pages:
-                items = [_clean(item) async for item in page]
-                token = getattr(pages, "continuation_token", None)
-                return Page(items, token or None)
+            try:
+                async for page in pages:
+                    items = [_clean(item) async for item in page]
+                    token = getattr(pages, "continuation_token", None)
+                    return Page(items, token or None)
+            except cosmos_errors.CosmosHttpResponseError as error:
+                raise _query_error(error, spec.name, continuation) from error
             return Page([], None)
 
         return await self._call(spec.name, "*", first_page)

@@ -5,6 +5,7 @@
     ├── RecordExists            create of an id already taken       (409)
     ├── EtagConflict            someone wrote the record since read (409)
     ├── RecordTooLarge          too big even with a claim check     (413)
+    ├── InvalidContinuation     a paging token this store never gave (400)
     └── StoreUnavailable        backend unreachable or overloaded   (503)
 
 StoreUnavailable is the only transient one: an activity that sees it fails and
@@ -48,6 +49,12 @@ class RecordTooLarge(StoreError):
     """The record exceeds what the store keeps, even after a claim check."""
 
     http_status = 413
+
+
+class InvalidContinuation(StoreError):
+    """A continuation token that is malformed or from another query: the caller's."""
+
+    http_status = 400
 
 
 class StoreUnavailable(StoreError):

@@ -29,6 +29,7 @@ from duralane.store.base import ETAG, Doc, Filter, Page, PatchOp, Store
 from duralane.store.claimcheck import ClaimCheck
 from duralane.store.errors import (
     EtagConflict,
+    InvalidContinuation,
     RecordExists,
     RecordNotFound,
     StoreError,
@@ -169,7 +170,9 @@ def _decode_continuation(token: str, container: str) -> tuple[Any, str]:
     try:
         order_value, record_id = json.loads(base64.urlsafe_b64decode(token))
     except (ValueError, TypeError):
-        raise StoreError(container, "*", "continuation token is malformed") from None
+        raise InvalidContinuation(
+            container, "*", "continuation token is malformed"
+        ) from None
     return order_value, str(record_id)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
 
 from tests.jobs_e2e.support import (
     TargetServer,
@@ -97,6 +99,60 @@ def test_list_filters_by_tag_lane_kind_status_and_time_and_pages(
     bad = app.get("/api/jobs", params={"colour": "red"})
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "colour"
     assert app.get("/api/jobs", params={"pageSize": "0"}).status_code == 400
+
+
+def test_time_filters_honour_the_offset_they_are_written_in(
+    app: RuntimeProcess, target: TargetServer
+) -> None:
+    """since/until at +05:00 mean the same instants as in UTC, not their text."""
+    url = target.route(respond(200))
+    tag = unique("offsets")
+    job_id = unique("offset")
+    submit(app, http_job(job_id, url, tags=[tag]))
+    created = instant(get_job(app, job_id)["createdAt"])
+    plus_five = timezone(timedelta(hours=5))
+
+    def listed(**params: str) -> list[str]:
+        response = app.get("/api/jobs", params={"tag": tag, **params})
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    just_before = (created - timedelta(seconds=1)).astimezone(plus_five).isoformat()
+    just_after = (created + timedelta(seconds=1)).astimezone(plus_five).isoformat()
+    assert listed(since=just_before) == [job_id]
+    assert listed(since=just_after) == []
+    assert listed(until=just_before) == []
+    assert listed(until=just_after) == [job_id]
+
+
+@pytest.mark.parametrize(
+    ("route", "params", "field"),
+    [
+        ("/api/jobs", {"status": "finished"}, "status"),
+        ("/api/jobs", {"lane": "urgent"}, "lane"),
+        ("/api/jobs", {"since": "yesterday"}, "since"),
+        ("/api/jobs", {"until": "2026-13-01"}, "until"),
+        (
+            "/api/jobs",
+            {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+            "until",
+        ),
+        ("/api/jobs", {"continuation": "%%not-a-token"}, None),
+        ("/api/deadletters", {"source": "email"}, "source"),
+        ("/api/deadletters", {"lane": "HIGH"}, "lane"),
+    ],
+)
+def test_a_filter_that_can_match_nothing_is_400_not_an_empty_list(
+    app: RuntimeProcess, route: str, params: dict[str, str], field: str | None
+) -> None:
+    """A typo in a filter must say so; an empty page would read as 'no such jobs'."""
+    response = app.get(route, params=params)
+
+    assert response.status_code == 400, response.text
+    if field is not None:
+        assert response.json()["errors"][0]["field"] == field, response.text
+    else:
+        assert "continuation" in response.json()["error"], response.text
 
 
 def test_lanes_report_start_lag_percentiles_against_deadlines(

@@ -8,18 +8,20 @@ import sys
 from pathlib import Path
 
 import pytest
+from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from duralane.settings import Settings
 from duralane.store import (
     CONTAINERS,
     ETAG,
     Filter,
+    InvalidContinuation,
     PatchOp,
     RecordNotFound,
     StoreUnavailable,
     build_store,
 )
-from duralane.store.cosmos import CosmosStore
+from duralane.store.cosmos import CosmosStore, _query_error
 from duralane.store.schema import COSMOS_DEFINITIONS_DIR, render_cosmos_definition
 from duralane.store.sqlite import SqliteStore
 from tests.services import REPO_ROOT, free_port, start_cosmos_standin
@@ -187,3 +189,15 @@ def test_settings_choose_sqlite_by_default_and_cosmos_when_an_endpoint_is_set(
     assert isinstance(default, SqliteStore)
     assert default.path == tmp_path / "s.sqlite3"
     assert isinstance(cosmos, CosmosStore)
+
+
+def test_cosmos_refused_token_on_a_resumed_query_is_an_invalid_continuation():
+    """Real Cosmos DB answers 400 to a bad token; the API must say 400, not 500."""
+    refused = CosmosHttpResponseError(status_code=400, message="Invalid token")
+
+    resumed = _query_error(refused, "jobs", continuation="abc")
+    fresh = _query_error(refused, "jobs", continuation=None)
+
+    assert isinstance(resumed, InvalidContinuation)
+    assert resumed.http_status == 400
+    assert not isinstance(fresh, InvalidContinuation)

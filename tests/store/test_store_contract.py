@@ -12,6 +12,7 @@ from duralane.store import (
     ETAG,
     EtagConflict,
     Filter,
+    InvalidContinuation,
     PatchOp,
     RecordExists,
     RecordNotFound,
@@ -20,6 +21,7 @@ from duralane.store import (
     iso_utc,
     job_scope,
 )
+from duralane.store.cosmos import CosmosStore
 from tests.store.conftest import FINISHED_TTL_SECONDS, unique
 
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
@@ -469,7 +471,7 @@ def test_probes_of_one_endpoint_list_newest_first(run, store):
 def test_a_finished_job_carries_the_configured_ttl_and_a_requeued_one_loses_it(
     run, store
 ):
-    # Expiry itself is checked on SQLite in test_store_sqlite.py; the Cosmos
+    # Expiry itself is checked on SQLite in test_store_backends.py; the Cosmos
     # stand-in stores ttl but never expires items, so there only the field is.
     job_id = unique("job")
     run(store.create("jobs", job(job_id)))
@@ -576,3 +578,20 @@ def test_usage_for_a_job_counts_its_lifecycle_and_its_cost(run, store):
     }
     assert usage.request_units > 0 or usage.rows > 0
     assert store.usage()["patch:jobs"]["count"] >= 2
+
+
+def test_a_malformed_continuation_token_is_the_callers_error(run, store):
+    """A token edited or copied from elsewhere answers 400, not a server fault."""
+    if isinstance(store, CosmosStore):
+        pytest.skip(
+            "the Cosmos DB stand-in accepts any token and answers the first page; "
+            "real Cosmos DB answers 400, mapped by test_cosmos_refused_token_*"
+        )
+    with pytest.raises(InvalidContinuation) as raised:
+        run(
+            store.query(
+                "jobs", Filter({"kind": "http"}), page_size=10, continuation="%%nope"
+            )
+        )
+
+    assert raised.value.http_status == 400
