@@ -11,6 +11,8 @@ from typing import Any
 from duralane.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
     CliError,
     Commands,
@@ -129,20 +131,10 @@ def _json_body(text: str) -> Any:
         raise CliError(f"schedule is not JSON: {exc}", EXIT_USAGE) from exc
 
 
-def _checked_schedule(response: Any) -> Any:
-    if response.status_code == 400:
-        body = response.json()
-        reasons = "; ".join(
-            f"{e['field']}: {e['reason']}" for e in body.get("errors", [])
-        )
-        raise CliError(f"400: {body.get('error')}: {reasons}", EXIT_FAILED)
-    return checked(response)
-
-
 def schedules_create(args: argparse.Namespace) -> int:
     """Create one schedule."""
     body = _json_body(args.body)
-    _show(args, [_checked_schedule(request(args, "POST", "/api/schedules", json=body))])
+    _show(args, [checked(request(args, "POST", "/api/schedules", json=body))])
     return EXIT_OK
 
 
@@ -150,33 +142,69 @@ def schedules_update(args: argparse.Namespace) -> int:
     """Replace one schedule's declaration."""
     body = _json_body(args.body)
     response = request(args, "PUT", f"/api/schedules/{args.id}", json=body)
-    _show(args, [_checked_schedule(response)])
+    _show(args, [checked(response)])
     return EXIT_OK
 
 
 def schedules_apply(args: argparse.Namespace) -> int:
-    """Create or update every schedule in a file, as the runtime does at start."""
-    if not args.file.is_file():
-        raise CliError(f"schedules file {args.file} does not exist", EXIT_USAGE)
-    declared = _json_body(f"@{args.file}")
-    items = declared.get("schedules", []) if isinstance(declared, dict) else declared
-    results = []
-    for item in items:
-        schedule_id = item.get("id", "")
-        current = request(args, "GET", f"/api/schedules/{schedule_id}")
-        if current.status_code == 404:
-            _checked_schedule(request(args, "POST", "/api/schedules", json=item))
-            results.append([schedule_id, "created"])
+    """Create or update every schedule in a file; name each entry that failed."""
+    entries = _declared_entries(args.file)
+    applied: list[dict[str, str]] = []
+    failed: list[dict[str, Any]] = []
+    for number, entry in enumerate(entries, start=1):
+        schedule_id = entry.get("id") if isinstance(entry, dict) else None
+        try:
+            result = _apply_one(args, entry)
+        except CliError as exc:
+            if exc.code == EXIT_UNREACHABLE:
+                raise
+            failed.append({"entry": number, "id": schedule_id, "reason": str(exc)})
             continue
-        shown = checked(current)["schedule"]
-        response = request(args, "PUT", f"/api/schedules/{schedule_id}", json=item)
-        updated = _checked_schedule(response)["schedule"]
-        results.append([schedule_id, "unchanged" if updated == shown else "updated"])
+        applied.append({"id": str(schedule_id), "result": result})
+
     if args.json:
-        print(json.dumps([{"id": i, "result": r} for i, r in results], indent=2))
+        summary = {"total": len(entries), "applied": applied, "failed": failed}
+        print(json.dumps(summary, indent=2))
     else:
-        print_table(["id", "result"], results)
-    return EXIT_OK
+        if applied:
+            print_table(["id", "result"], [[a["id"], a["result"]] for a in applied])
+        for failure in failed:
+            named = f" ({failure['id']})" if failure["id"] else ""
+            print(f"entry {failure['entry']}{named}: {failure['reason']}")
+        print(f"applied {len(applied)} of {len(entries)}, {len(failed)} failed")
+    if not failed:
+        return EXIT_OK
+    return EXIT_PARTIAL if applied else EXIT_FAILED
+
+
+def _declared_entries(path: Path) -> list[Any]:
+    """The entries of a schedules file: a list, or {"schedules": [...]}."""
+    if not path.is_file():
+        raise CliError(f"schedules file {path} does not exist", EXIT_USAGE)
+    declared = _json_body(f"@{path}")
+    entries = declared.get("schedules") if isinstance(declared, dict) else declared
+    if not isinstance(entries, list):
+        raise CliError(
+            f'{path} holds no list of schedules, nor {{"schedules": [...]}}',
+            EXIT_USAGE,
+        )
+    return entries
+
+
+def _apply_one(args: argparse.Namespace, entry: Any) -> str:
+    """Create or replace one declaration: created, updated or unchanged."""
+    if not isinstance(entry, dict):
+        raise CliError(f"not a schedule object but {json.dumps(entry)[:60]}")
+    schedule_id = entry.get("id")
+    if not isinstance(schedule_id, str) or not schedule_id:
+        raise CliError("no id: apply finds the schedule to update by its id")
+    current = request(args, "GET", f"/api/schedules/{schedule_id}")
+    if current.status_code == 404:
+        checked(request(args, "POST", "/api/schedules", json=entry))
+        return "created"
+    shown = checked(current)["schedule"]
+    response = request(args, "PUT", f"/api/schedules/{schedule_id}", json=entry)
+    return "unchanged" if checked(response)["schedule"] == shown else "updated"
 
 
 def schedules_delete(args: argparse.Namespace) -> int:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from aiohttp import web
 
 from tests.cli.support import run_cli
 from tests.jobs_e2e.support import TargetServer, respond, unique
@@ -38,3 +41,24 @@ def test_an_unexpected_answer_is_one_line_and_exit_1_in_every_command_group(
     assert code == 1, (out, err)
     assert err.startswith("duralane: ") and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err + out
+
+
+def test_a_refusal_whose_errors_name_no_field_still_gives_each_reason(
+    capsys: pytest.CaptureFixture[str], target: TargetServer
+) -> None:
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        body = {"error": "invalid schedule", "errors": [{"reason": "too many"}]}
+        return web.json_response(body, status=400)
+
+    prefix = "/" + unique("refusing")
+    target.route(refuse, path=prefix + "/api/schedules")
+    schedule = json.dumps({"id": unique("cli-refused")})
+
+    code, _, err = run_cli(
+        capsys, target.base + prefix, "schedules", "create", schedule
+    )
+
+    assert (code, err.strip()) == (
+        1,
+        "duralane: 400: invalid schedule (body: too many)",
+    )
