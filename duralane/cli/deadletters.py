@@ -1,4 +1,4 @@
-"""duralane deadletters: list, inspect, replay (one or all matching) and purge.
+"""duralane deadletters: list, inspect, replay and purge, one or all matching.
 
 Exit codes: 0 ok, 1 failed, 2 usage, 3 unreachable, 4 not found, 5 partly failed
 (see duralane.cli.common).
@@ -68,6 +68,23 @@ def register(commands: Commands) -> None:
     )
     add_connection_options(replay_all)
     replay_all.set_defaults(handler=deadletters_replay_all)
+
+    purge_all = sub.add_parser(
+        "purge-all",
+        help="delete every dead letter matching the filters for good, with "
+        "progress; needs --yes",
+    )
+    _add_filters(purge_all, source=True)
+    purge_all.add_argument(
+        "--limit", type=int, default=10_000, help="at most this many (default 10000)"
+    )
+    purge_all.add_argument(
+        "--yes",
+        action="store_true",
+        help="really delete them; without it, only say how many would go",
+    )
+    add_connection_options(purge_all)
+    purge_all.set_defaults(handler=deadletters_purge_all)
 
     purge = sub.add_parser("purge", help="delete one dead letter for good")
     purge.add_argument("id")
@@ -183,13 +200,40 @@ def deadletters_replay_all(args: argparse.Namespace) -> int:
     """Replay each matching job dead letter one by one, so each failure is named."""
     # Queue dead letters hold a message that never became a job: nothing to replay.
     letters = _letters(args, {"source": "job"})
-    progress = Progress(len(letters), "replaying")
-    replayed: list[str] = []
+    replayed, failed = _one_by_one(args, letters, "replaying", "POST", "/replay")
+    return _report(args, "replayed", len(letters), replayed, failed)
+
+
+def deadletters_purge_all(args: argparse.Namespace) -> int:
+    """Delete each matching dead letter one by one, but only when told --yes."""
+    letters = _letters(args, {})
+    if not args.yes:
+        noun = "dead letter" if len(letters) == 1 else "dead letters"
+        capped = " (--limit stops it there; more may match)"
+        raise CliError(
+            f"purge-all would delete {len(letters)} {noun} for good"
+            f"{capped if len(letters) == args.limit else ''}; add --yes to do it",
+            EXIT_USAGE,
+        )
+    purged, failed = _one_by_one(args, letters, "purging", "DELETE", "")
+    return _report(args, "purged", len(letters), purged, failed)
+
+
+def _one_by_one(
+    args: argparse.Namespace,
+    letters: list[dict[str, Any]],
+    label: str,
+    method: str,
+    suffix: str,
+) -> tuple[list[str], list[dict[str, str]]]:
+    """One request per dead letter with progress: the ids done and each failure."""
+    progress = Progress(len(letters), label)
+    done: list[str] = []
     failed: list[dict[str, str]] = []
     for letter in letters:
         letter_id = str(letter["id"])
         try:
-            call(args, "POST", f"/api/deadletters/{letter_id}/replay")
+            call(args, method, f"/api/deadletters/{letter_id}{suffix}")
         except CliError as exc:
             if exc.code == EXIT_UNREACHABLE:
                 progress.close()
@@ -197,24 +241,30 @@ def deadletters_replay_all(args: argparse.Namespace) -> int:
             failed.append({"id": letter_id, "reason": str(exc)})
             progress.step(ok=False)
             continue
-        replayed.append(letter_id)
+        done.append(letter_id)
         progress.step(ok=True)
     if letters:
         progress.close()
+    return done, failed
 
+
+def _report(
+    args: argparse.Namespace,
+    verb: str,
+    matched: int,
+    done: list[str],
+    failed: list[dict[str, str]],
+) -> int:
+    """Each failure and the totals; 0 if none failed, 5 if some, 1 if all."""
     if args.json:
-        print(
-            json.dumps(
-                {"matched": len(letters), "replayed": replayed, "failed": failed}
-            )
-        )
+        print(json.dumps({"matched": matched, verb: done, "failed": failed}))
     else:
         for failure in failed:
             print(f"{failure['id']}: {failure['reason']}")
-        print(f"replayed {len(replayed)} of {len(letters)}, {len(failed)} failed")
+        print(f"{verb} {len(done)} of {matched}, {len(failed)} failed")
     if not failed:
         return EXIT_OK
-    return EXIT_PARTIAL if replayed else EXIT_FAILED
+    return EXIT_PARTIAL if done else EXIT_FAILED
 
 
 def deadletters_purge(args: argparse.Namespace) -> int:
