@@ -856,7 +856,8 @@ def emitted_names(
 
 
 _EVENT = re.compile(r"(?<![/\w.])duralane\.[a-z_]+(?:\.[a-z_]+)+")
-_ATTRIBUTE = re.compile(
+# A customDimensions attribute a Kusto query reads, in dot or bracket form.
+ATTRIBUTE_READ = re.compile(
     r"customDimensions(?:\.([A-Za-z_]\w*)|\[\s*[\"']([^\"']+)[\"']\s*\])"
 )
 
@@ -868,10 +869,22 @@ def log_name_problems(where: str, query: str) -> list[str]:
         f"{where}: event {name!r} is not defined in duralane/events.py"
         for name in sorted(set(_EVENT.findall(query)) - events)
     ]
-    used = {a or b for a, b in _ATTRIBUTE.findall(query)}
+    used = {a or b for a, b in ATTRIBUTE_READ.findall(query)}
     problems += [
         f"{where}: attribute customDimensions.{name} is not defined in "
         "duralane/events.py"
         for name in sorted(used - attributes)
     ]
     return problems
+
+
+def alert_queries(template: Template) -> list[tuple[str, str]]:
+    """(where, Kusto text) of every `query:` string: the template's log alert rules."""
+    found = []
+    for node in walk(template.root):
+        if node.type != "object_property" or len(node.named_children) < 2:
+            continue
+        key, value = node.named_children[0], node.named_children[-1]
+        if text(key) == "query" and value.type == "string":
+            found.append((f"{template.name}:{line(node)}", text(value)))
+    return found

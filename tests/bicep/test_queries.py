@@ -9,9 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.bicep import bicep_checks as checks
+from tests.bicep import emissions
+from tests.bicep.emissions import Emission
 
 QUERIES = checks.REPO / "queries"
 KQL_FILES = sorted(QUERIES.glob("*.kql"))
+FOUND = emissions.emissions()
+DEFINED = emissions.defined_events()
+ALERT_QUERIES = [q for t in checks.repo_templates() for q in checks.alert_queries(t)]
 
 
 def load_builder():
@@ -52,6 +57,25 @@ def test_query_reads_at_least_one_duralane_event(path: Path):
 )
 def test_alert_queries_in_templates_read_only_emitted_names(path: Path):
     assert checks.log_name_problems(path.name, path.read_text()) == []
+
+
+@pytest.mark.parametrize("path", KQL_FILES, ids=lambda p: p.name)
+def test_query_reads_each_attribute_from_an_event_that_carries_it(path: Path):
+    problems = emissions.query_attribute_problems(
+        path.name, path.read_text(), FOUND, DEFINED
+    )
+    assert problems == []
+
+
+@pytest.mark.parametrize(("where", "query"), ALERT_QUERIES, ids=lambda q: q[:40])
+def test_alert_query_reads_each_attribute_from_an_event_that_carries_it(
+    where: str, query: str
+):
+    assert emissions.query_attribute_problems(where, query, FOUND, DEFINED) == []
+
+
+def test_the_alert_rules_have_queries_to_check():
+    assert len(ALERT_QUERIES) >= 4
 
 
 def test_name_check_reports_an_event_the_code_does_not_emit():
@@ -102,3 +126,70 @@ def test_workbook_binds_the_job_id_parameter():
     workbook = (QUERIES / "duralane.workbook.json").read_text()
     assert "{JobId}" in workbook
     assert "<job id>" not in workbook
+
+
+# Seeded faults of the attribute check: emissions stated outright, so the tests
+# hold whatever the code logs today.
+SUCCEEDED_WITHOUT_DURATION = Emission(
+    "duralane.job.succeeded", frozenset({"jobId", "lane", "kind"}), "service.py", 1
+)
+DEAD_LETTERED = Emission(
+    "duralane.job.dead_lettered", frozenset({"jobId", "reason"}), "service.py", 2
+)
+QUEUE_DEAD_LETTERED = Emission(
+    "duralane.queue.dead_lettered", frozenset({"queue", "reason"}), "service.py", 3
+)
+
+
+def attribute_problems(query: str, *found: Emission) -> list[str]:
+    return emissions.query_attribute_problems("q", query, found, DEFINED)
+
+
+def test_attribute_check_reports_the_slowest_kinds_query_without_a_duration():
+    query = (QUERIES / "slowest_kinds.kql").read_text()
+    assert attribute_problems(query, SUCCEEDED_WITHOUT_DURATION) == [
+        "q: customDimensions.durationMs is emitted with none of duralane.job.succeeded"
+    ]
+
+
+def test_attribute_check_reports_an_attempt_read_from_dead_letter_events():
+    query = (
+        'traces | where message startswith "duralane.job.dead_lettered" '
+        'or message startswith "duralane.queue.dead_lettered" '
+        "| project a = toint(customDimensions.attempt)"
+    )
+    assert attribute_problems(query, DEAD_LETTERED, QUEUE_DEAD_LETTERED) == [
+        "q: customDimensions.attempt is emitted with none of "
+        "duralane.job.dead_lettered, duralane.queue.dead_lettered"
+    ]
+
+
+def test_attribute_check_accepts_an_attribute_one_of_the_events_carries():
+    query = (
+        'traces | where message in ("duralane.job.dead_lettered", '
+        '"duralane.queue.dead_lettered") | project customDimensions.queue'
+    )
+    assert attribute_problems(query, DEAD_LETTERED, QUEUE_DEAD_LETTERED) == []
+
+
+def test_attribute_check_reads_a_quoted_prefix_as_every_event_under_it():
+    query = (
+        'traces | where message startswith "duralane." | project customDimensions.queue'
+    )
+    assert attribute_problems(query, DEAD_LETTERED, QUEUE_DEAD_LETTERED) == []
+    faulty = query.replace('"duralane."', '"duralane.job."')
+    assert attribute_problems(faulty, DEAD_LETTERED, QUEUE_DEAD_LETTERED) != []
+
+
+def test_attribute_check_reports_an_attribute_read_without_any_event():
+    query = "requests | where success == false | project customDimensions.jobId"
+    assert attribute_problems(query, DEAD_LETTERED) == [
+        "q: reads customDimensions.jobId but no duralane event to read it from"
+    ]
+
+
+def test_attribute_check_reports_an_event_no_logging_call_emits():
+    query = 'traces | where message startswith "duralane.job.cancelled"'
+    assert attribute_problems(query, DEAD_LETTERED) == [
+        "q: event 'duralane.job.cancelled' is defined but no logging call emits it"
+    ]
