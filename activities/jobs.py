@@ -65,11 +65,12 @@ async def run_attempt(payload: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "failure": None}
 
 
-@bp.activity_trigger(input_name="payload", activity="record_attempt_timeout")
-async def record_attempt_timeout(payload: dict[str, Any]) -> None:
-    """Close an attempt that never reported back as timed out."""
+@bp.activity_trigger(input_name="payload", activity="record_attempt_failure")
+async def record_attempt_failure(payload: dict[str, Any]) -> None:
+    """Close an attempt the orchestrator gave up on: timed out, or never recorded."""
     store = await service.get_store()
-    failure = FailureInfo(kind="timeout", message="attempt did not report back in time")
+    reported = payload["failure"]
+    failure = FailureInfo(kind=reported["kind"], message=reported["message"])
     job_id, attempt, run = _attempt_of(payload)
     await service.finish_attempt(store, job_id, attempt, run, failure=failure)
 

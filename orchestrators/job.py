@@ -18,6 +18,10 @@ CANCEL_EVENT = "cancel"
 STORE_RETRY = df.RetryOptions(
     first_retry_interval_in_milliseconds=2000, max_number_of_attempts=5
 )
+# An outage that outlasts those quick retries is waited out with durable timers,
+# doubling from 10 s to 10 min: about two hours before a job's final record
+# (its dead letter, cancellation or closed attempt) is given up on.
+OUTAGE_WAITS = tuple(timedelta(seconds=min(10 * 2**n, 600)) for n in range(17))
 # The activity enforces the attempt timeout itself; this timer is the backstop
 # for an activity that never reports back.
 TIMEOUT_GRACE = timedelta(seconds=5)
@@ -57,26 +61,35 @@ def run_job(
                 message=f"attempt {attempt} did not report back within "
                 f"{order.attempt_timeout_seconds}s",
             )
-            yield context.call_activity_with_retry(
-                "record_attempt_timeout",
-                STORE_RETRY,
-                {"jobId": order.job_id, "attempt": attempt, "run": order.run},
+            yield from _record(
+                context,
+                "record_attempt_failure",
+                {**_attempt_payload(order, attempt), "failure": failure.to_dict()},
             )
         else:
             timeout.cancel()
             outcome = work.result
-            if outcome.get("ok"):
+            if isinstance(outcome, Exception):
+                # The attempt could not be recorded even after its store retries:
+                # a transient failure, so the job's own retry policy decides.
+                failure = FailureInfo(
+                    kind="transient",
+                    message=f"attempt {attempt} could not be recorded: "
+                    f"{str(outcome).strip()[:300]}",
+                )
+            elif outcome.get("ok"):
                 return {
                     "jobId": order.job_id,
                     "state": "succeeded",
                     "attempts": attempt,
                 }
-            failure = FailureInfo(
-                kind=outcome["failure"]["kind"],
-                message=outcome["failure"]["message"],
-                retry_after=outcome["failure"].get("retryAfter"),
-                status_code=outcome["failure"].get("statusCode"),
-            )
+            else:
+                failure = FailureInfo(
+                    kind=outcome["failure"]["kind"],
+                    message=outcome["failure"]["message"],
+                    retry_after=outcome["failure"].get("retryAfter"),
+                    status_code=outcome["failure"].get("statusCode"),
+                )
 
         decision = policy.decide(
             attempt,
@@ -87,10 +100,8 @@ def run_job(
         )
         if not decision.retry or decision.delay_seconds is None:
             reason = decision.dead_letter_reason or failure.message
-            yield context.call_activity_with_retry(
-                "dead_letter_job",
-                STORE_RETRY,
-                {"jobId": order.job_id, "reason": reason},
+            yield from _record(
+                context, "dead_letter_job", {"jobId": order.job_id, "reason": reason}
             )
             return {"jobId": order.job_id, "state": "dead_lettered", "reason": reason}
 
@@ -107,7 +118,7 @@ def _attempt_task(
     context: df.DurableOrchestrationContext, order: JobOrder, attempt: int
 ) -> Any:
     """One attempt: a single activity, or for probes a fan-out and a summary."""
-    payload = {"jobId": order.job_id, "attempt": attempt, "run": order.run}
+    payload = _attempt_payload(order, attempt)
     if order.kind != "probe":
         return context.call_activity_with_retry("run_attempt", STORE_RETRY, payload)
     return context.call_sub_orchestrator(
@@ -137,7 +148,26 @@ def probe_attempt(
 def _cancel(
     context: df.DurableOrchestrationContext, order: JobOrder
 ) -> Generator[Any, Any, dict[str, Any]]:
-    yield context.call_activity_with_retry(
-        "record_cancellation", STORE_RETRY, {"jobId": order.job_id}
-    )
+    yield from _record(context, "record_cancellation", {"jobId": order.job_id})
     return {"jobId": order.job_id, "state": "cancelled"}
+
+
+def _attempt_payload(order: JobOrder, attempt: int) -> dict[str, Any]:
+    """Which job, attempt and run an activity works on."""
+    return {"jobId": order.job_id, "attempt": attempt, "run": order.run}
+
+
+def _record(
+    context: df.DurableOrchestrationContext, activity: str, payload: dict[str, Any]
+) -> Generator[Any, Any, Any]:
+    """Run a bookkeeping activity, outlasting a store outage with durable timers."""
+    for wait in (*OUTAGE_WAITS, None):
+        try:
+            return (
+                yield context.call_activity_with_retry(activity, STORE_RETRY, payload)
+            )
+        except Exception:
+            if wait is None:
+                raise
+            yield context.create_timer(context.current_utc_datetime + wait)
+    return None

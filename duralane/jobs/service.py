@@ -290,11 +290,19 @@ async def dead_letter(store: Store, job_id: str, reason: str) -> JobRecord:
 
     def change(doc: Doc) -> Doc:
         record = from_doc(doc)
+        # An attempt the store never heard back from ends with the job, so a dead
+        # letter never shows an attempt as still running.
+        unrecorded = FailureInfo(kind="transient", message=f"not recorded: {reason}")
+        attempts = [
+            a if a.ended_at is not None else a.ended(now, unrecorded)
+            for a in record.attempts
+        ]
         return to_doc(
             record.model_copy(
                 update={
                     "state": JobState.DEAD_LETTERED,
                     "dead_letter_reason": reason,
+                    "attempts": attempts,
                     "finished_at": now,
                     "updated_at": now,
                     "next_attempt_at": None,

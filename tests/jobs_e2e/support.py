@@ -103,6 +103,18 @@ def respond(*statuses: int, headers: dict[str, str] | None = None) -> Handler:
     return handler
 
 
+def held_until(release: threading.Event, bound: float = 30.0) -> Handler:
+    """A handler that answers 200 only once the test releases it (or the bound ends)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        deadline = time.monotonic() + bound
+        while not release.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return web.Response(status=200, text="released")
+
+    return handler
+
+
 def unique(prefix: str) -> str:
     """A job id no other test (or earlier run) uses."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"

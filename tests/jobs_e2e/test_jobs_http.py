@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from datetime import timedelta
 from itertools import pairwise
 
@@ -12,9 +11,9 @@ from aiohttp import web
 
 from duralane.jobs.retry import RetryPolicy
 from tests.jobs_e2e.support import (
-    Handler,
     TargetServer,
     get_job,
+    held_until,
     http_job,
     instant,
     respond,
@@ -186,24 +185,12 @@ def test_cancelling_during_a_long_backoff_ends_the_job_cancelled(
     assert app.delete(f"/api/jobs/{job_id}").status_code == 409
 
 
-def _held_until(release: threading.Event) -> Handler:
-    """A handler that answers 200 only once the test releases it (30 s at most)."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        deadline = time.monotonic() + 30
-        while not release.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        return web.Response(status=200, text="released")
-
-    return handler
-
-
 def test_an_attempt_finishing_after_cancel_leaves_the_job_cancelled(
     app: RuntimeProcess, target: TargetServer
 ) -> None:
     """A request still in flight when DELETE arrives must not revive the job."""
     release = threading.Event()
-    url = target.route(_held_until(release))
+    url = target.route(held_until(release))
     job_id = unique("cancel-running")
     submit(app, http_job(job_id, url, attemptTimeoutSeconds=60))
     wait_until(lambda: len(target.hits(url)) == 1, timeout=30, what="the request")

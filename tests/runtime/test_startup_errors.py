@@ -9,7 +9,7 @@ import pytest
 
 from tests.runtime.harness import RuntimeProcess
 
-TIMER_APP = '''
+TIMER_APP = """
 import azure.functions as func
 
 app = func.FunctionApp()
@@ -18,7 +18,7 @@ app = func.FunctionApp()
 @app.timer_trigger(schedule="{schedule}", arg_name="timer")
 def nightly_cleanup(timer: func.TimerRequest) -> None:
     pass
-'''
+"""
 
 QUEUE_APP = """
 import azure.functions as func

@@ -8,6 +8,7 @@ tests check behaviour, not cost or expiry.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tests.jobs_e2e.conftest import LOOPBACK, start_app
 from tests.jobs_e2e.support import (
     TargetServer,
     get_job,
+    held_until,
     http_job,
     respond,
     submit,
@@ -24,7 +26,7 @@ from tests.jobs_e2e.support import (
     wait_job,
     wait_state,
 )
-from tests.runtime.harness import RuntimeProcess
+from tests.runtime.harness import RuntimeProcess, wait_until
 from tests.services import CosmosStandIn, start_cosmos_standin
 from tests.store_e2e.proxy import SwitchableProxy
 
@@ -117,3 +119,34 @@ def test_a_store_outage_mid_job_delays_the_job_but_loses_nothing(
     assert [a["outcome"] for a in job["attempts"]] == ["failed", "succeeded"]
     assert len(target.hits(url)) == 2
     assert get_job(cosmos_app, job_id)["status"] == "succeeded"
+
+
+def test_an_outage_past_the_store_retries_dead_letters_the_job_once_the_store_is_back(
+    cosmos_app: RuntimeProcess, target: TargetServer, proxy: SwitchableProxy
+) -> None:
+    """The attempt's store retries run out, so the job's own policy decides; the
+    dead letter waits out the outage on durable timers instead of being lost."""
+    release = threading.Event()
+    url = target.route(held_until(release))
+    job_id = unique("cosmos-long-outage")
+    job = submit(cosmos_app, http_job(job_id, url, retry={"maxAttempts": 1}))
+    wait_until(lambda: len(target.hits(url)) == 1, timeout=30, what="the request")
+    instance = re.escape(job["instanceId"])
+    dead_letter_failed = re.compile(
+        rf"Executed activity dead_letter_job .*instance {instance},.*: Failed"
+    )
+
+    proxy.cut()
+    try:
+        release.set()
+        # Every quick retry of the attempt and then of the dead letter fails.
+        cosmos_app.wait_for_log(dead_letter_failed, timeout=120)
+    finally:
+        proxy.restore()
+
+    job = wait_state(cosmos_app, job_id, "dead_lettered", timeout=90)
+    assert "could not be recorded" in job["deadLetterReason"], job
+    assert [a["outcome"] for a in job["attempts"]] == ["failed"], job
+    letter = cosmos_app.get(f"/api/deadletters/{job_id}")
+    assert letter.status_code == 200, letter.text
+    assert letter.json()["reason"] == job["deadLetterReason"]
