@@ -165,7 +165,7 @@ async def dispatch_schedules(
     if report.due:
         logger.info(
             "dispatcher tick: %d due, %d claimed, %d lost to another dispatcher, "
-            "%d started, %d finished, %d dead-lettered, %d failed%s",
+            "%d started, %d finished, %d dead-lettered, %d failed, %d set aside%s",
             report.due,
             report.claimed,
             report.lost,
@@ -173,6 +173,7 @@ async def dispatch_schedules(
             len(report.finished),
             len(report.dead_lettered),
             len(report.failed),
+            len(report.set_aside),
             "; stopped early, lease lost" if report.lease_lost else "",
         )
 

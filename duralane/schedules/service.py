@@ -18,6 +18,11 @@ One tick, per due schedule:
 A dispatcher that dies after the claim leaves `pending` on the document with
 `nextFireAt` in the past, so the next tick anywhere finishes the starts.
 
+A document whose stored declaration or state no longer parses (written by an
+older version, or edited in the store) is set aside instead: `status` becomes
+"invalid" with the reason in `error`, and `nextFireAt` NEVER, so it leaves the
+due query until a new declaration is stored for it.
+
 With a dispatcher lease (duralane.schedules.lease) a tick first acquires or
 renews it and returns at once without it; a holder that loses it mid-tick
 stops before the next schedule or start and leaves the rest `pending` for the
@@ -88,6 +93,13 @@ STALE_START = timedelta(seconds=30)
 HEALTHCHECK_EVERY_SECONDS = 300
 DEFAULT_FAILURE_THRESHOLD = 3
 SCHEDULE_TAG = "schedule="
+# A schedule's `status`: dispatched as usual, or set aside because its stored
+# record no longer parses (the reason is in `error`).
+STATUS_ACTIVE = "active"
+STATUS_INVALID = "invalid"
+# TODO: move to duralane.events with the other event names; until then no
+# Kusto query under queries/ may use it, since a test checks names there.
+SCHEDULE_SET_ASIDE = "duralane.schedule.set_aside"
 
 Clock = Callable[[], datetime]
 
@@ -140,6 +152,8 @@ class TickReport:
     dead_lettered: list[str] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    # Schedules whose stored record no longer parses, taken out of the due query.
+    set_aside: list[str] = field(default_factory=list)
     # Another dispatcher holds the lease: this tick did nothing.
     standby: bool = False
     # The lease was lost mid-tick: the tick stopped before its next start.
@@ -251,11 +265,18 @@ def parse_declaration(data: Any, now: datetime) -> Declaration:
 
 
 def _state_of(doc: Doc) -> ScheduleState:
-    return ScheduleState.model_validate(doc["state"])
+    return ScheduleState.model_validate(doc.get("state"))
 
 
 def _schedule_of(doc: Doc) -> Schedule:
-    return Schedule.model_validate(doc["schedule"])
+    return Schedule.model_validate(doc.get("schedule"))
+
+
+def _unreadable(exc: ValidationError) -> str:
+    """Why a stored schedule or state does not parse, field by field."""
+    where = "declaration" if exc.title == Schedule.__name__ else "dispatcher state"
+    reasons = "; ".join(f"{e.field}: {e.reason}" for e in field_errors(exc))
+    return f"stored {where} no longer parses: {reasons}"
 
 
 def _next_fire_field(state: ScheduleState, now: datetime) -> str:
@@ -286,6 +307,8 @@ def new_document(declaration: Declaration, now: datetime) -> Doc:
     doc: Doc = {
         "id": schedule.id,
         "paused": schedule.paused,
+        "status": STATUS_ACTIVE,
+        "error": None,
         "schedule": declaration.to_json(),
         "healthcheck": declaration.healthcheck,
         "pending": [],
@@ -298,16 +321,21 @@ def new_document(declaration: Declaration, now: datetime) -> Doc:
 
 def view(doc: Doc) -> dict[str, Any]:
     """A schedule as the API shows it: the declaration, then what it is doing."""
-    state = doc["state"]
-    shown = {**doc["schedule"]}
+    status = doc.get("status", STATUS_ACTIVE)
+    state = doc["state"] if isinstance(doc.get("state"), dict) else {}
+    # A set-aside schedule fires nothing, whatever its stored state says.
+    upcoming = state if status == STATUS_ACTIVE else {}
+    shown = dict(doc["schedule"]) if isinstance(doc.get("schedule"), dict) else {}
     if doc.get("healthcheck"):
         shown["healthcheck"] = doc["healthcheck"]
     return {
         "id": doc["id"],
         "schedule": shown,
         "paused": doc["paused"],
-        "nextFireAt": state.get("nextFireAt"),
-        "nextDueAt": state.get("nextDueAt"),
+        "status": status,
+        "error": doc.get("error"),
+        "nextFireAt": upcoming.get("nextFireAt"),
+        "nextDueAt": upcoming.get("nextDueAt"),
         "activeRunIds": state.get("activeRunIds", []),
         "bufferedFireAt": state.get("bufferedFireAt"),
         "processedThrough": state.get("processedThrough"),
@@ -371,8 +399,15 @@ async def _store_declaration(
             "schedule": declaration.to_json(),
             "healthcheck": declaration.healthcheck,
             "paused": schedule.paused,
+            "status": STATUS_ACTIVE,
+            "error": None,
         }
-        return _with_state(doc, _recomputed(schedule, _state_of(doc), now), now)
+        try:
+            state = _recomputed(schedule, _state_of(doc), now)
+        except ValidationError:
+            # The stored cursor cannot be read: count fires from now on.
+            state = initial_state(schedule, now)
+        return _with_state(doc, state, now)
 
     return await store.update(SCHEDULES, schedule.id, change)
 
@@ -487,6 +522,7 @@ async def apply_declarations(store: Store, items: Any, now: datetime) -> ApplyRe
         if (
             current["schedule"] == declaration.to_json()
             and current.get("healthcheck") == declaration.healthcheck
+            and current.get("status", STATUS_ACTIVE) == STATUS_ACTIVE
         ):
             report.unchanged.append(schedule_id)
             continue
@@ -560,8 +596,13 @@ async def _dispatch_one(
     lease: DispatcherLease | None = None,
 ) -> None:
     now = clock()
-    schedule = _schedule_of(doc)
-    state = _state_of(doc)
+    try:
+        schedule = _schedule_of(doc)
+        state = _state_of(doc)
+    except ValidationError as exc:
+        if await _set_aside(store, doc, _unreadable(exc), now):
+            report.set_aside.append(str(doc["id"]))
+        return
     finished = await _finished_runs(store, schedule.id, state.active_run_ids, now)
     for run_id in finished:
         state = mark_run_finished(schedule, state, run_id, now)
@@ -582,6 +623,32 @@ async def _dispatch_one(
         return
     report.claimed += 1
     await _run_pending(store, starter, claimed, clock, report, lease)
+
+
+async def _set_aside(store: Store, doc: Doc, reason: str, now: datetime) -> bool:
+    """Take a schedule that cannot be read out of the due query, saying why.
+
+    Left due, it would fail every tick at the head of the due query, and a
+    batch of such schedules would keep every other schedule from firing.
+    """
+    ops = [
+        PatchOp.set("/status", STATUS_INVALID),
+        PatchOp.set("/error", reason),
+        PatchOp.set("/nextFireAt", NEVER),
+        PatchOp.set("/updatedAt", iso_utc(now)),
+    ]
+    try:
+        await store.patch(SCHEDULES, doc["id"], ops, etag=doc[ETAG])
+    except (EtagConflict, RecordNotFound):
+        return False  # replaced (perhaps repaired) or deleted meanwhile
+    logger.warning(
+        "%s schedule %s: %s; it fires nothing until its declaration is replaced",
+        SCHEDULE_SET_ASIDE,
+        doc["id"],
+        reason,
+        extra={events.ATTR_SCHEDULE_ID: doc["id"], events.ATTR_REASON: reason},
+    )
+    return True
 
 
 async def _claim(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -229,30 +232,102 @@ def test_template_that_turns_invalid_dead_letters_its_run(
         lambda rs: any(r["status"] == "dead_lettered" for r in rs),
         "to dead-letter a run",
     )
-    app.post(f"/api/schedules/{schedule_id}/pause")
     run = next(r for r in found if r["status"] == "dead_lettered")
     letter = app.get(f"/api/deadletters/{run['id']}").json()
     assert letter["source"] == "schedule"
     assert "retired-kind" in letter["reason"] and schedule_id in letter["reason"]
-    # The dispatcher carried on: the schedule is still there and still ticking.
-    assert app.get(f"/api/schedules/{schedule_id}").status_code == 200
+
+    # The dispatcher carried on: a schedule created afterwards fires, and the
+    # rotten one keeps ticking, dead-lettering each fire rather than sticking.
+    later_id = unique("after-rotten")
+    create(
+        app,
+        {"id": later_id, "job": http_template(url), "every": {"seconds": 1}},
+    )
+    wait_runs(
+        app,
+        later_id,
+        lambda rs: any(r["status"] == "succeeded" for r in rs),
+        "to fire after the dead letter",
+    )
+    wait_runs(
+        app,
+        schedule_id,
+        lambda rs: sum(r["status"] == "dead_lettered" for r in rs) >= 2,
+        "to dead-letter its next fire too",
+    )
+    for paused in (schedule_id, later_id):
+        app.post(f"/api/schedules/{paused}/pause")
+
+
+def test_a_schedule_whose_stored_record_no_longer_parses_is_set_aside(
+    app: RuntimeProcess, target: TargetServer
+) -> None:
+    url = target.route(respond(200))
+    broken_id = unique("unreadable")
+    healthy_id = unique("readable")
+    for schedule_id in (broken_id, healthy_id):
+        create(
+            app,
+            {"id": schedule_id, "job": http_template(url), "every": {"seconds": 1}},
+        )
+    # The record as an older version wrote it: a policy this one does not know.
+    _edit_stored(
+        app,
+        broken_id,
+        lambda doc: {**doc, "schedule": {**doc["schedule"], "overlap": "queue_all"}},
+    )
+
+    app.wait_for_log(
+        re.compile(
+            rf"WARNING \S+: duralane\.schedule\.set_aside schedule {broken_id}:"
+        ),
+        30,
+    )
+    shown = app.get(f"/api/schedules/{broken_id}").json()
+    assert shown["status"] == "invalid", shown
+    assert "overlap" in shown["error"]
+    assert shown["schedule"]["overlap"] == "queue_all", "shown as stored"
+    assert shown["nextFireAt"] is None
+
+    # The dispatcher goes on with the others, and does not try the broken one
+    # again: one warning, no failed dispatch.
+    fired = len(runs(app, healthy_id))
+    wait_runs(
+        app,
+        healthy_id,
+        lambda rs: sum(r["status"] == "succeeded" for r in rs) >= fired + 3,
+        "to fire three more times",
+    )
+    app.post(f"/api/schedules/{healthy_id}/pause")
+    about_broken = [line for line in list(app.lines) if broken_id in line]
+    assert sum("duralane.schedule.set_aside" in line for line in about_broken) == 1
+    assert not [line for line in about_broken if "dispatch failed" in line]
+    assert app.get(f"/api/schedules/{broken_id}").json()["status"] == "invalid"
 
 
 def _store_template(app: RuntimeProcess, schedule_id: str, job: dict[str, Any]) -> None:
-    import asyncio
+    """Replace a stored job template, as only a code change could make it invalid."""
+    _edit_stored(
+        app,
+        schedule_id,
+        lambda doc: {**doc, "schedule": {**doc["schedule"], "job": job}},
+    )
 
+
+def _edit_stored(
+    app: RuntimeProcess,
+    schedule_id: str,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """Write a schedule's raw record through the store, past the API's checks."""
     settings = Settings.from_environ(app.env)
 
     async def edit() -> None:
         store = await open_store(settings)
         try:
-
-            def change(doc: dict[str, Any]) -> dict[str, Any]:
-                return {**doc, "schedule": {**doc["schedule"], "job": job}}
-
             await store.update("schedules", schedule_id, change)
         finally:
             await store.close()
 
     asyncio.run(edit())
-    assert runs(app, schedule_id) is not None
