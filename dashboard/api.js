@@ -55,28 +55,31 @@ export async function api(path, { method = "GET", query = {}, body } = {}) {
     data = null;
   }
   if (!response.ok) {
-    throw new ApiError(response.status, describe(response.status, data, text), data?.errors ?? []);
+    throw new ApiError(response.status, describe(response.status, data), data?.errors ?? []);
   }
   return data;
 }
 
-function describe(status, data, text) {
+/** One readable sentence for a failed call: the API's own reason, else the status. */
+function describe(status, data) {
   if (status === 401 || status === 403) {
     return `The API refused the request (${status}): enter the API key or function key at the top of the page.`;
   }
-  let message = typeof data?.error === "string" ? data.error : firstLine(text);
-  if (Array.isArray(data?.errors) && data.errors.length) {
-    const details = data.errors.map((e) => (e.field ? `${e.field}: ${e.reason}` : e.reason));
-    message += ` — ${details.join("; ")}`;
-  }
-  return `${message || "No explanation given"} (HTTP ${status})`;
+  // Only the JSON body's error and field reasons are shown: any other body may be
+  // a host's or proxy's page, or a stack trace, and neither explains anything.
+  const message = typeof data?.error === "string" ? oneLine(data.error) : "";
+  const details = (Array.isArray(data?.errors) ? data.errors : [])
+    .filter((e) => typeof e?.reason === "string")
+    .map((e) => oneLine(e.field ? `${e.field}: ${e.reason}` : e.reason));
+  const reason = [message, details.join("; ")].filter(Boolean).join(" — ");
+  if (reason) return `${reason} (HTTP ${status})`;
+  return status >= 500 ? `Server error (HTTP ${status})` : `Request failed (HTTP ${status})`;
 }
 
-/** The first line of a non-JSON body, without markup: enough to explain, never a trace. */
-function firstLine(text) {
-  const plain = (text ?? "").replace(/<[^>]*>/g, " ").trim();
-  const line = plain.split("\n").find((l) => l.trim() && !/^Traceback/.test(l)) ?? "";
-  return line.trim().slice(0, 200);
+/** The first line of a server's message, trimmed to a sentence's length; never a trace. */
+function oneLine(text) {
+  const line = text.split("\n").find((l) => l.trim()) ?? "";
+  return /^\s*Traceback \(/.test(line) ? "" : line.trim().slice(0, 200);
 }
 
 /** Every item matching a list query, following continuations, up to a limit. */

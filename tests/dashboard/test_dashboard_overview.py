@@ -24,6 +24,11 @@ from tests.jobs_e2e.support import (
 from tests.runtime.harness import wait_until
 
 FIELDS = ("queued", "running", "retrying", "deadLetters", "succeeded", "deadLettered")
+TRACE = (
+    "Traceback (most recent call last):\n"
+    '  File "/home/site/wwwroot/triggers/dashboard.py", line 131, in overview\n'
+    "KeyError: 'lanes'"
+)
 
 
 @pytest.fixture
@@ -141,14 +146,35 @@ def test_a_server_error_shows_as_a_sentence_not_a_trace(
         lambda route: route.fulfill(
             status=500,
             content_type="text/plain",
-            body="Traceback (most recent call last):\n  File x\nKeyError: 'lanes'",
+            body=TRACE,
         ),
     )
     page.goto(dashboard_url(app, "overview"))
     alert = page.get_by_role("alert")
-    expect(alert).to_contain_text("Could not load the overview")
-    expect(alert).to_contain_text("HTTP 500")
-    expect(alert).not_to_contain_text("Traceback")
+    expect(alert).to_contain_text(
+        "Could not load the overview: Server error (HTTP 500)"
+    )
+    for trace_text in ("Traceback", 'File "', "line ", "KeyError"):
+        expect(alert).not_to_contain_text(trace_text)
+
+
+def test_a_server_error_with_a_json_reason_shows_that_reason_and_its_fields(
+    page: Any, app: KeyedRuntime
+) -> None:
+    body = {
+        "error": "store unavailable\n" + TRACE,
+        "errors": [{"field": "lane", "reason": "unknown lane 'fast'"}],
+    }
+    page.route(
+        "**/api/overview",
+        lambda route: route.fulfill(status=503, json=body),
+    )
+    page.goto(dashboard_url(app, "overview"))
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text(
+        "store unavailable — lane: unknown lane 'fast' (HTTP 503)"
+    )
+    expect(alert).not_to_contain_text('File "')
 
 
 def test_without_the_key_the_page_asks_for_it_and_works_once_given(
