@@ -142,7 +142,7 @@ param logRetentionDays int = 30
 @description('Optional. Resource ID of an existing action group that every alert notifies. Empty creates the alerts without notifications. Default: empty.')
 param actionGroupId string = ''
 
-@description('Optional. Function failures (duralane.function.failed events) per 15 minutes above which the function-failure alert fires. Default: 5.')
+@description('Optional. Failed function invocations (requests rows with success false in Application Insights) per 15 minutes above which the function-failure alert fires. Default: 5.')
 @minValue(0)
 param functionFailureAlertThreshold int = 5
 

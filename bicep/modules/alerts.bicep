@@ -24,7 +24,7 @@ param lanes array
 @description('Required. Start deadline per lane, in seconds, as an object keyed by lane; the p95 start lag above it fires the lane\'s alert.')
 param laneDeadlines object
 
-@description('Optional. Function failures per 15 minutes above which the function-failure alert fires. Default: 5.')
+@description('Optional. Failed function invocations per 15 minutes above which the function-failure alert fires. Default: 5.')
 @minValue(0)
 param functionFailureThreshold int = 5
 
@@ -59,10 +59,14 @@ var logRules = [
     threshold: 0
   }
   {
+    // In Azure the Functions host records each invocation as a requests row,
+    // success false when the function raised; its exception also lands in
+    // exceptions, so counting requests counts each failure once. The embedded
+    // runtime has no host: its timer triggers log duralane.function.failed.
     name: 'function-failures'
     displayName: 'Duralane: function failures'
     severity: 2
-    query: 'traces | where message startswith "duralane.function.failed"'
+    query: 'union (requests | where success == false), (traces | where message startswith "duralane.function.failed")'
     threshold: functionFailureThreshold
   }
 ]

@@ -74,6 +74,11 @@ def test_alert_query_reads_each_attribute_from_an_event_that_carries_it(
     assert emissions.query_attribute_problems(where, query, FOUND, DEFINED) == []
 
 
+@pytest.mark.parametrize(("where", "query"), ALERT_QUERIES, ids=lambda q: q[:40])
+def test_alert_query_reads_what_azure_records(where: str, query: str):
+    assert emissions.embedded_only_problems(where, query, FOUND, DEFINED) == []
+
+
 def test_the_alert_rules_have_queries_to_check():
     assert len(ALERT_QUERIES) >= 4
 
@@ -193,3 +198,40 @@ def test_attribute_check_reports_an_event_no_logging_call_emits():
     assert attribute_problems(query, DEAD_LETTERED) == [
         "q: event 'duralane.job.cancelled' is defined but no logging call emits it"
     ]
+
+
+FUNCTION_FAILED_IN_RUNTIME = Emission(
+    "duralane.function.failed",
+    frozenset({"function"}),
+    "duralane/runtime/triggers.py",
+    1,
+)
+
+
+def test_azure_check_reports_an_alert_on_an_event_only_the_embedded_runtime_emits():
+    query = 'traces | where message startswith "duralane.function.failed"'
+    found = [FUNCTION_FAILED_IN_RUNTIME]
+    assert emissions.embedded_only_problems("q", query, found, DEFINED) == [
+        "q: reads only duralane.function.failed, which only the embedded runtime "
+        "(duralane/runtime/) emits; in Azure it never fires"
+    ]
+
+
+def test_azure_check_accepts_the_embedded_event_next_to_failed_requests():
+    query = (
+        "union (requests | where success == false), "
+        '(traces | where message startswith "duralane.function.failed")'
+    )
+    found = [FUNCTION_FAILED_IN_RUNTIME]
+    assert emissions.embedded_only_problems("q", query, found, DEFINED) == []
+
+
+def test_azure_check_accepts_an_event_the_app_also_emits_outside_the_runtime():
+    query = 'traces | where message startswith "duralane.queue.dead_lettered"'
+    found = [
+        Emission(
+            "duralane.queue.dead_lettered", frozenset(), "duralane/runtime/x.py", 1
+        ),
+        QUEUE_DEAD_LETTERED,
+    ]
+    assert emissions.embedded_only_problems("q", query, found, DEFINED) == []
