@@ -32,10 +32,12 @@ test: $(STAMP) $(NODE_STAMP) chromium lint typecheck
 	$(BIN)/python -m pytest
 
 # The dashboard's browser tests drive Debian's Chromium; Playwright never downloads one.
+# Root installs it directly; anyone else (a hosted CI runner) through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium:
 	@if [ ! -x /usr/bin/chromium ]; then \
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
 lint: $(STAMP)

@@ -1,4 +1,4 @@
-"""Lane names, their start deadlines and queues, and the order work is served in."""
+"""Lane names, their start deadlines and the queues their submissions arrive on."""
 
 from __future__ import annotations
 
@@ -57,19 +57,6 @@ def start_deadline(
     # counts from whichever of submission and runAt comes last.
     ready_at = submitted_at if run_at is None else max(submitted_at, run_at)
     return ready_at + timedelta(seconds=start_deadline_seconds(lane, settings))
-
-
-def start_order_key(
-    lane: str,
-    submitted_at: datetime,
-    run_at: datetime | None = None,
-    settings: Settings | None = None,
-) -> tuple[float, int]:
-    """Sort key for earliest-start-deadline-first: smaller starts sooner."""
-    deadline = start_deadline(lane, submitted_at, run_at, settings)
-    # Ties (equal deadlines) go to the more urgent lane, so one scheduler
-    # serving all lanes on a single machine still favours high.
-    return (deadline.timestamp(), LANE_NAMES.index(lane))
 
 
 def _require_lane(lane: str) -> None:

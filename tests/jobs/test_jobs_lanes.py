@@ -1,4 +1,4 @@
-"""Lane names, queues, start deadlines and the earliest-deadline-first key."""
+"""Lane names, queues and start deadlines."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from duralane.jobs.lanes import (
     queue_name,
     start_deadline,
     start_deadline_seconds,
-    start_order_key,
 )
 from duralane.settings import Settings
 
@@ -47,27 +46,6 @@ def test_a_scheduled_job_counts_its_deadline_from_run_at() -> None:
     assert start_deadline("high", T0, T0 - timedelta(hours=1)) == T0 + timedelta(
         seconds=1
     )
-
-
-def test_a_fresh_high_job_goes_before_a_long_waiting_low_job() -> None:
-    low = start_order_key("low", T0)
-    high = start_order_key("high", T0 + timedelta(minutes=59))
-
-    assert high < low
-
-
-def test_a_low_job_near_its_deadline_goes_before_a_new_normal_job() -> None:
-    low = start_order_key("low", T0)
-    normal = start_order_key("normal", T0 + timedelta(minutes=59, seconds=30))
-
-    assert low < normal
-
-
-def test_equal_deadlines_favour_the_more_urgent_lane() -> None:
-    high = start_order_key("high", T0 + timedelta(seconds=59))
-    normal = start_order_key("normal", T0)
-
-    assert high < normal
 
 
 def test_unknown_lanes_are_refused() -> None:
