@@ -808,15 +808,12 @@ async def _start_run(
         "startedAt": iso_utc(started),
         "fireLagMs": round(lag_ms, 3),
     }
-    await store.patch(
-        RUNS,
+    await _advance_run(
+        store,
+        schedule.id,
         run_id,
-        [
-            PatchOp.set("/status", "started"),
-            PatchOp.set("/startedAt", fire["startedAt"]),
-            PatchOp.set("/fireLagMs", fire["fireLagMs"]),
-        ],
-        partition_key=schedule.id,
+        "started",
+        {"startedAt": fire["startedAt"], "fireLagMs": fire["fireLagMs"]},
     )
     report.started.append(run_id)
     logger.info(
@@ -884,15 +881,12 @@ async def _dead_letter_run(
     }
     with contextlib.suppress(RecordExists):
         await store.create(DEAD_LETTERS, letter)
-    await store.patch(
-        RUNS,
+    await _advance_run(
+        store,
+        schedule.id,
         run["id"],
-        [
-            PatchOp.set("/status", "dead_lettered"),
-            PatchOp.set("/reason", full_reason),
-            PatchOp.set("/finishedAt", iso_utc(now)),
-        ],
-        partition_key=schedule.id,
+        "dead_lettered",
+        {"reason": full_reason, "finishedAt": iso_utc(now)},
     )
     logger.warning(
         "%s run %s of schedule %s: %s",
@@ -926,16 +920,44 @@ async def _finished_runs(
         finished.append(run_id)
         # The run record is gone only if someone deleted it; nothing to update.
         with contextlib.suppress(RecordNotFound):
-            await store.patch(
-                RUNS,
+            await _advance_run(
+                store,
+                schedule_id,
                 run_id,
-                [
-                    PatchOp.set("/status", status.value),
-                    PatchOp.set("/finishedAt", job.get("finishedAt") or iso_utc(now)),
-                ],
-                partition_key=schedule_id,
+                status.value,
+                {"finishedAt": job.get("finishedAt") or iso_utc(now)},
             )
     return finished
+
+
+# How far along a run is; every status not listed is final.
+_RUN_PROGRESS = {"starting": 0, "started": 1}
+_FINAL_PROGRESS = 2
+
+
+async def _advance_run(
+    store: Store,
+    schedule_id: str,
+    run_id: str,
+    status: str,
+    fields: dict[str, Any],
+) -> None:
+    """Write a run's new status by etag, never moving it back.
+
+    Two dispatchers can write one run at once: one that stalled (a throttled
+    write, a long pause) between starting the job and recording it, while
+    another already saw the job finish; or a takeover of a run left starting.
+    A blind patch would let the late "started" overwrite the final status.
+    """
+
+    def change(run: Doc) -> Doc:
+        current = _RUN_PROGRESS.get(str(run.get("status")), _FINAL_PROGRESS)
+        if _RUN_PROGRESS.get(status, _FINAL_PROGRESS) < current:
+            # Late news keeps the status but fills what the run still lacks.
+            return {**fields, **run}
+        return {**run, **fields, "status": status}
+
+    await store.update(RUNS, run_id, change, partition_key=schedule_id)
 
 
 async def _run_without_job_ended(store: Store, schedule_id: str, run_id: str) -> bool:

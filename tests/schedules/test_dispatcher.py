@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from duralane.jobs import service as jobs
+from duralane.jobs.model import JobSpec
 from duralane.schedules import service
-from duralane.store import Doc, Store
+from duralane.store import Doc, PatchOp, Store, iso_utc
 from tests.schedules.support import Clock, RecordingStarter, open_store, run
 
 
@@ -160,5 +162,44 @@ def test_the_schedules_file_restores_a_set_aside_schedule_it_declares_unchanged(
         doc = await store.read(service.SCHEDULES, declared["id"])
         assert service.view(doc)["status"] == service.STATUS_ACTIVE
         await store.close()
+
+    run(scenario())
+
+
+def test_a_late_started_write_does_not_undo_a_finished_run(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "s.sqlite3"
+        store_a, store_b = await open_store(path), await open_store(path)
+        clock = Clock()
+        schedule_id = await every(store_a, clock, 10, "late")
+        run_id = f"sched-{schedule_id}-20260601T120010Z"
+        clock.advance(12)
+
+        async def stall_while_the_job_finishes(spec: JobSpec) -> None:
+            # Dispatcher A stalls (a throttled write, a long pause) after its
+            # job began; the job ends and dispatcher B records that first.
+            await jobs.submit(store_a, spec)
+            await store_a.patch(
+                "jobs",
+                spec.id,
+                [
+                    PatchOp.set("/status", "succeeded"),
+                    PatchOp.set("/finishedAt", iso_utc(clock())),
+                ],
+            )
+            clock.advance(1)
+            report = await service.dispatch_tick(store_b, RecordingStarter(), clock)
+            assert report.finished == [run_id]
+
+        stalled = RecordingStarter(before_start=stall_while_the_job_finishes)
+        await service.dispatch_tick(store_a, stalled, clock)
+
+        assert stalled.started == [run_id]
+        record = await store_a.read(service.RUNS, run_id, partition_key=schedule_id)
+        assert record["status"] == "succeeded", "the late 'started' write won"
+        assert record["finishedAt"] == "2026-06-01T12:00:12.000000Z"
+        assert record["fireLagMs"] >= 0
+        await store_a.close()
+        await store_b.close()
 
     run(scenario())
