@@ -888,3 +888,252 @@ def alert_queries(template: Template) -> list[tuple[str, str]]:
         if text(key) == "query" and value.type == "string":
             found.append((f"{template.name}:{line(node)}", text(value)))
     return found
+
+
+# ---------------------------------------------------------------- expressions
+
+
+def edited(
+    templates: Iterable[Template], name: str, old: str, new: str
+) -> list[Template]:
+    """The templates with one edited in memory: a seeded fault across files."""
+    result = []
+    for template in templates:
+        if template.name == name:
+            source = template.source.decode()
+            assert old in source, f"{old!r} not in {name}"
+            template = Template(template.path, source.replace(old, new).encode())
+        result.append(template)
+    return result
+
+
+def mentions(
+    template: Template, node: Node | None, seen: set[str] | None = None
+) -> set[str]:
+    """Names an expression refers to, and those of every variable it reads."""
+    seen = set() if seen is None else seen
+    names: set[str] = set()
+    if node is None:
+        return names
+    variables = declared(template, "var")
+    for child in walk(node):
+        if child.type != "identifier" or _is_binding_or_key(child):
+            continue
+        name = text(child)
+        names.add(name)
+        if name in variables and name not in seen:
+            seen.add(name)
+            names |= mentions(template, variables[name].children[-1], seen)
+    return names
+
+
+def resolve(
+    template: Template, node: Node | None, bound: dict[str, Node] | None = None
+) -> Node | None:
+    """The literal an expression stands for, through variables and loop items.
+
+    `bound` maps loop variables to the array items they take, so `rule.query`
+    inside `[for rule in logRules: ...]` resolves to one item's query.
+    Anything else (a call, a parameter) is returned as it is.
+    """
+    bound = bound or {}
+    for _ in range(16):
+        if node is None:
+            return None
+        if node.type == "parenthesized_expression":
+            node = node.named_children[0]
+        elif node.type == "identifier" and text(node) in bound:
+            node = bound[text(node)]
+        elif node.type == "identifier" and text(node) in declared(template, "var"):
+            node = declared(template, "var")[text(node)].children[-1]
+        elif node.type == "member_expression":
+            base = resolve(template, node.children[0], bound)
+            if base is None or base.type != "object":
+                return node
+            node = properties(base).get(text(node.children[-1]))
+        else:
+            return node
+    return node
+
+
+def loop_of(declaration: Node) -> Node | None:
+    """The for loop a resource or module declaration deploys through, if any."""
+    value = declaration.children[-1]
+    while value.type == "if_statement":
+        value = value.named_children[-1]
+    return value if value.type == "for_statement" else None
+
+
+def loop_parts(loop: Node) -> tuple[str, str | None, Node]:
+    """(item variable, index variable or None, iterable) of a for loop."""
+    children = loop.children
+    binder = children[children.index(next(c for c in children if c.type == "for")) + 1]
+    if binder.type == "for_loop_parameters":
+        names = [text(c) for c in binder.named_children]
+        item, index = names[0], names[1] if len(names) > 1 else None
+    else:
+        item, index = text(binder), None
+    iterable = children[next(i for i, c in enumerate(children) if c.type == "in") + 1]
+    return item, index, iterable
+
+
+def branches(template: Template, node: Node | None) -> list[Node]:
+    """Each literal an expression can be: both sides of every ternary, resolved."""
+    node = resolve(template, node)
+    if node is None:
+        return []
+    if node.type == "ternary_expression":
+        _, yes, no = node.named_children
+        return branches(template, yes) + branches(template, no)
+    return [node]
+
+
+# ---------------------------------------------------------------- alerts
+
+_ALERT_TYPES = {
+    "Microsoft.Insights/scheduledQueryRules",
+    "Microsoft.Insights/metricAlerts",
+}
+_FAILED_REQUESTS = re.compile(r"\brequests\b.*\bsuccess\s*==\s*false\b", re.S)
+
+
+@dataclass
+class AlertRule:
+    """One alert rule; a resource looping over a list of rules makes one per item."""
+
+    label: str
+    line: int
+    query: str
+    metric: str
+    actions: Node | None
+    loop: Node | None
+
+
+def alert_rules(template: Template) -> list[AlertRule]:
+    """Every metric and log alert rule a template declares, loop items expanded."""
+    rules = []
+    for symbol, full, node, is_existing in resources(template):
+        if resource_type(full) not in _ALERT_TYPES or is_existing:
+            continue
+        loop = loop_of(node)
+        items: list[dict[str, Node]] = [{}]
+        if loop is not None:
+            item, _, iterable = loop_parts(loop)
+            listed = resolve(template, iterable)
+            if listed is not None and listed.type == "array":
+                items = [{item: entry} for entry in listed.named_children]
+        for bound in items:
+            rules.append(_alert_rule(template, symbol, node, loop, bound))
+    return rules
+
+
+def _alert_rule(
+    template: Template,
+    symbol: str,
+    node: Node,
+    loop: Node | None,
+    bound: dict[str, Node],
+) -> AlertRule:
+    criteria = resolve(template, get(body(node), "properties.criteria.allOf"), bound)
+    queries, metrics = [], []
+    for criterion in criteria.named_children if criteria is not None else []:
+        criterion = resolve(template, criterion, bound)
+        query = resolve(template, get(criterion, "query"), bound)
+        if query is not None:
+            queries.append(text(query))
+        metric = string_value(get(criterion, "metricName"))
+        if metric:
+            namespace = string_value(get(criterion, "metricNamespace")) or ""
+            metrics.append(f"{namespace}/{metric}")
+    label = symbol
+    for item in bound.values():
+        label = f"{symbol} {string_value(get(item, 'name')) or '?'!r}"
+    return AlertRule(
+        label=label,
+        line=line(node),
+        query="\n".join(queries),
+        metric="\n".join(metrics),
+        actions=resolve(template, get(body(node), "properties.actions"), bound),
+        loop=loop,
+    )
+
+
+def _is_start_lag_per_lane(template: Template, rule: AlertRule) -> bool:
+    if rule.loop is None or '"duralane.job.started"' not in rule.query:
+        return False
+    item, _, iterable = loop_parts(rule.loop)
+    per_lane = "lanes" in mentions(template, iterable)
+    return per_lane and "startLagMs" in rule.query and f"${{{item}}}" in rule.query
+
+
+# The alerts an operator needs, each recognised by what it watches.
+ALERT_KINDS = {
+    "Service Bus dead letters": lambda t, r: (
+        r.metric == "Microsoft.ServiceBus/namespaces/DeadletteredMessages"
+    ),
+    "jobs dead-lettered in the store": lambda t, r: (
+        '"duralane.job.dead_lettered"' in r.query
+    ),
+    "API health check failing": lambda t, r: (
+        '"duralane.healthcheck.failing"' in r.query
+    ),
+    "start lag per lane": _is_start_lag_per_lane,
+    "function failures": lambda t, r: _FAILED_REQUESTS.search(r.query) is not None,
+}
+
+
+def _action_group_params(template: Template) -> set[str]:
+    return {p for p in declared(template, "param") if "actiongroup" in p.lower()}
+
+
+def alert_problems(templates: list[Template]) -> list[str]:
+    """Each alert kind an operator needs exists and notifies the action group.
+
+    A rule notifies it when its `actions` (or their `actionGroups`), through
+    variables and ternaries, can be a list holding a param named like
+    actionGroupId, and every caller of the module passes that param from an
+    action-group param of its own, so main.bicep's reaches each rule.
+    """
+    problems = []
+    alerting = [t for t in templates if alert_rules(t)]
+    if not alerting:
+        return ["no template declares alert rules"]
+    for template in alerting:
+        rules = alert_rules(template)
+        for kind, matches in ALERT_KINDS.items():
+            if not any(matches(template, rule) for rule in rules):
+                problems.append(f"{template.name}: no alert on {kind}")
+        groups = _action_group_params(template)
+        for rule in rules:
+            if not _notifies(template, rule.actions, groups):
+                where = f"{template.name}:{rule.line}: {rule.label}"
+                problems.append(f"{where} notifies no action group")
+        problems += _action_group_passing_problems(template, templates, groups)
+    return problems
+
+
+def _notifies(template: Template, actions: Node | None, groups: set[str]) -> bool:
+    """True when some branch of a rule's actions lists an action-group param."""
+    if actions is not None and actions.type == "object":
+        actions = get(actions, "actionGroups")
+    return any(
+        listed.type == "array"
+        and any(mentions(template, entry) & groups for entry in listed.named_children)
+        for listed in branches(template, actions)
+    )
+
+
+def _action_group_passing_problems(
+    module: Template, templates: list[Template], groups: set[str]
+) -> list[str]:
+    problems = []
+    for caller, declaration in _callers(module.path, templates):
+        passed = properties(get(body(declaration), "params"))
+        own = _action_group_params(caller)
+        for group in sorted(groups):
+            if not mentions(caller, passed.get(group)) & own:
+                problems.append(
+                    f"{caller.name}:{line(declaration)}: does not pass its action "
+                    f"group on as {group}"
+                )
+    return problems

@@ -457,14 +457,7 @@ def test_api_check_reports_an_unreviewed_version():
 
 def without(template_name: str, old: str, new: str) -> list[Template]:
     """The repository's templates with one edited in memory."""
-    edited = []
-    for template in TEMPLATES:
-        if template.name == template_name:
-            source = template.source.decode()
-            assert old in source, f"{old!r} not in {template_name}"
-            template = Template(template.path, source.replace(old, new).encode())
-        edited.append(template)
-    return edited
+    return checks.edited(TEMPLATES, template_name, old, new)
 
 
 def test_lane_check_reports_a_lane_dropped_from_main():
