@@ -44,7 +44,7 @@ from duralane.runtime.http_api import (
 )
 from duralane.runtime.hubstore import HubStore
 from duralane.runtime.servicebus import QueueProperties, ServiceBusQueueStore
-from duralane.runtime.triggers import ServiceBusTrigger, TimerTrigger
+from duralane.runtime.triggers import ServiceBusTrigger, TimerTrigger, supervise
 
 logger = logging.getLogger(__name__)
 
@@ -173,11 +173,13 @@ class Runtime:
             )
             self.workers[hub.name] = worker
             worker.start()
-        for timer in timers:
-            self._background.append(asyncio.create_task(timer.run(self._stopping)))
         for trigger in queue_triggers:
             self._queue_triggers.setdefault(trigger.queue, []).append(trigger)
-            self._background.append(asyncio.create_task(trigger.run(self._stopping)))
+        loops = [(t.entry.name, t.run) for t in timers]
+        loops += [(t.entry.name, t.run) for t in queue_triggers]
+        for name, loop in loops:
+            running = supervise(name, loop, self._stopping)
+            self._background.append(asyncio.create_task(running))
         self._log_functions()
 
     def _build_triggers(self) -> tuple[list[TimerTrigger], list[ServiceBusTrigger]]:

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,40 @@ PAST_DUE_TOLERANCE = timedelta(seconds=2)
 IDLE_POLL_SECONDS = 1.0
 # Azure's path of a queue's dead-letter sub-queue; a trigger on it reads there.
 DEAD_LETTER_SUFFIX = "/$deadletterqueue"
+
+
+# A trigger loop that fails is started again after this, doubling to the cap.
+RESTART_FIRST_SECONDS = 1.0
+RESTART_MAX_SECONDS = 60.0
+
+
+async def supervise(
+    name: str,
+    loop: Callable[[asyncio.Event], Awaitable[None]],
+    stopping: asyncio.Event,
+    first_delay: float = RESTART_FIRST_SECONDS,
+) -> None:
+    """Keep a trigger's loop running until stop: log what broke it, then restart.
+
+    Without this, one error in a receive or a store read ended the loop
+    silently, and the trigger did nothing more until the runtime restarted.
+    """
+    delay = first_delay
+    while not stopping.is_set():
+        try:
+            await loop(stopping)
+            return
+        except Exception:
+            logger.exception(
+                "%s: trigger %s stopped on an error; restarting in %.1f s",
+                events.FUNCTION_FAILED,
+                name,
+                delay,
+                extra={events.ATTR_FUNCTION: name},
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay)
+        delay = min(delay * 2, RESTART_MAX_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -76,13 +111,16 @@ class TimerTrigger:
         self.runtime = runtime
         self.entry = entry
         self.schedule = TimerSchedule.parse(str(entry.trigger.schedule))
+        # run_on_startup fires once per runtime start, not once per loop restart.
+        self._started = False
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Fire on startup if asked, once for a missed occurrence, then on schedule."""
         store = self.runtime.hub_store
         now = datetime.now(UTC)
         last = store.timer_last_fire(self.entry.name)
-        if getattr(self.entry.trigger, "run_on_startup", False):
+        starting, self._started = not self._started, True
+        if starting and getattr(self.entry.trigger, "run_on_startup", False):
             await self.fire(past_due=False, scheduled=now)
         elif (
             last is not None
