@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import logging
 import os
+import traceback
 from pathlib import Path
 
 from duralane.cli.common import EXIT_OK, CliError, Commands
 from duralane.runtime.app import AppLoadError
 from duralane.runtime.config import ConfigError
+
+CRASH_LOG = "crash.log"
 
 
 def register(commands: Commands) -> None:
@@ -53,5 +56,14 @@ def run_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror}"
+        ) from exc
+    except Exception as exc:
+        # A bug, not a setting: one line here, the whole trace where a
+        # maintainer can read it.
+        crash_log = args.data_dir / CRASH_LOG
+        crash_log.write_text("".join(traceback.format_exception(exc)))
+        raise CliError(
+            f"the runtime stopped on an unexpected {type(exc).__name__}: {exc} "
+            f"(traceback in {crash_log})"
         ) from exc
     return EXIT_OK

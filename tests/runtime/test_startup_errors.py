@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from duralane.cli import main
+from duralane.runtime.host import Runtime
 from tests.runtime.harness import RuntimeProcess
 
 TIMER_APP = """
@@ -112,3 +115,35 @@ def test_a_host_json_limit_that_is_no_count_names_the_key(
 
     assert key in line, line
     assert "host.json" in line, line
+
+
+def test_an_unexpected_crash_is_one_line_and_keeps_its_trace_in_the_data_dir(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A bug says what broke in one line and where its traceback was written."""
+    app = _write_app(
+        tmp_path / "app",
+        "crashing_app",
+        TIMER_APP.format(schedule="0 0 * * * *"),
+        {},
+    )
+    data_dir = tmp_path / "data"
+
+    async def crash(self: Runtime) -> None:
+        raise KeyError("lane")
+
+    # The runtime writes its settings into the environment; keep them out of
+    # this test process's.
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    monkeypatch.setattr(Runtime, "serve_forever", crash)
+
+    code = main(["run", "--app", str(app), "--data-dir", str(data_dir), "--port", "0"])
+
+    error = capsys.readouterr().err
+    assert code == 1
+    assert error.count("\n") == 1, error
+    assert "KeyError" in error and "crash.log" in error, error
+    assert "Traceback" not in error
+    assert "in crash" in (data_dir / "crash.log").read_text()
