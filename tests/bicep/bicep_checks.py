@@ -1137,3 +1137,140 @@ def _action_group_passing_problems(
                     f"group on as {group}"
                 )
     return problems
+
+
+# ---------------------------------------------------------------- app settings
+
+
+def object_entries(template: Template, node: Node | None) -> dict[str, Node]:
+    """Every key an object expression can hold: unions merged, both ternary sides."""
+    entries: dict[str, Node] = {}
+    for branch in branches(template, node):
+        if branch.type == "object":
+            entries.update(properties(branch))
+        elif branch.type == "call_expression" and text(branch.children[0]) == "union":
+            for argument in call_arguments(branch):
+                entries.update(object_entries(template, argument))
+    return entries
+
+
+def app_settings(template: Template, site: Node) -> dict[str, Node]:
+    """A site's app settings by name, through the variables and unions building them."""
+    listed = get(body(site), "properties.siteConfig.appSettings")
+    if listed is not None and listed.type == "for_statement":
+        _, _, iterable = loop_parts(listed)
+        if iterable.type == "call_expression" and text(iterable.children[0]) == "items":
+            return object_entries(template, call_arguments(iterable)[0])
+    settings: dict[str, Node] = {}
+    for entry in listed.named_children if listed is not None else []:
+        name = string_value(get(entry, "name"))
+        value = get(entry, "value")
+        if name is not None and value is not None:
+            settings[name] = value
+    return settings
+
+
+def _user_assigned_identities(template: Template, site: Node) -> set[str]:
+    """Symbols of the user-assigned identities a site runs as."""
+    assigned = resolve(template, get(body(site), "identity.userAssignedIdentities"))
+    symbols: set[str] = set()
+    if assigned is None or assigned.type != "object":
+        return symbols
+    for entry in assigned.named_children:
+        if entry.type == "object_property" and entry.named_children:
+            key = entry.named_children[0]
+            symbols |= {text(n) for n in walk(key) if n.type == "identifier"}
+    return symbols
+
+
+def _is_client_id(template: Template, value: Node | None, identities: set[str]) -> bool:
+    """True when a setting holds <identity>.properties.clientId of a site's identity."""
+    value = resolve(template, value)
+    if value is None or not text(value).endswith(".properties.clientId"):
+        return False
+    return text(value).split(".")[0] in identities
+
+
+# Connections the Functions host opens from settings: each needs one of these
+# identity-based ways to name its service (all of a tuple's settings).
+HOST_CONNECTION_ENDPOINTS = {
+    "storage": [
+        ("accountName",),
+        ("blobServiceUri", "queueServiceUri", "tableServiceUri"),
+    ],
+    "servicebus": [("fullyQualifiedNamespace",)],
+}
+# The app's own clients: the endpoint they read, and the key setting that
+# would make them skip DefaultAzureCredential.
+APP_CLIENT_SETTINGS = {
+    "DURALANE_COSMOS_ENDPOINT": "DURALANE_COSMOS_KEY",
+    "DURALANE_BLOB_ENDPOINT": "DURALANE_BLOB_CONNECTION_STRING",
+}
+_IDENTITY_DEPLOYMENT = {"UserAssignedIdentity", "SystemAssignedIdentity"}
+NOT_THE_IDENTITY = "is not the clientId of the app's user-assigned identity"
+
+
+def identity_setting_problems(
+    template: Template,
+    service_bus_connections: Iterable[str] = ("ServiceBusConnection",),
+) -> list[str]:
+    """Every Function App reaches storage, Service Bus and Cosmos DB by identity.
+
+    The host's storage (AzureWebJobsStorage) and each Service Bus trigger
+    connection use the identity-based forms: __accountName (or the blob, queue
+    and table service URIs) or __fullyQualifiedNamespace, with __credential
+    'managedidentity' and __clientId of the app's user-assigned identity, which
+    the host needs to pick that identity; a bare <connection> setting would be
+    a connection string. The app's own Cosmos DB and claim-check clients read an
+    endpoint and sign in with DefaultAzureCredential, which AZURE_CLIENT_ID
+    points at the same identity, so their key settings must be absent. A Flex
+    Consumption app fetches its deployment package by identity too.
+    """
+    connections = {"AzureWebJobsStorage": "storage"}
+    connections |= {name: "servicebus" for name in service_bus_connections}
+    problems = []
+    for symbol, full, node, is_existing in resources(template):
+        if resource_type(full) != "Microsoft.Web/sites" or is_existing:
+            continue
+        where = f"{template.name}:{line(node)}: {symbol}"
+        settings = app_settings(template, node)
+        identities = _user_assigned_identities(template, node)
+        for connection, service in connections.items():
+            if connection in settings:
+                problems.append(f"{where} sets {connection}, a connection string")
+            forms = HOST_CONNECTION_ENDPOINTS[service]
+            if not any(all(f"{connection}__{s}" in settings for s in f) for f in forms):
+                wanted = " or ".join("+".join(f) for f in forms)
+                problems.append(f"{where}: {connection} has no __{wanted}")
+            credential = string_value(settings.get(f"{connection}__credential"))
+            if credential != "managedidentity":
+                problems.append(
+                    f"{where}: {connection}__credential is not 'managedidentity'"
+                )
+            client = settings.get(f"{connection}__clientId")
+            if not _is_client_id(template, client, identities):
+                problems.append(f"{where}: {connection}__clientId {NOT_THE_IDENTITY}")
+        for endpoint, key in APP_CLIENT_SETTINGS.items():
+            if endpoint not in settings:
+                problems.append(f"{where} does not set {endpoint}")
+            if key in settings:
+                problems.append(f"{where} sets {key}, a key")
+        if not _is_client_id(template, settings.get("AZURE_CLIENT_ID"), identities):
+            problems.append(f"{where}: AZURE_CLIENT_ID {NOT_THE_IDENTITY}")
+        problems += _deployment_problems(template, node, where)
+    return problems
+
+
+def _deployment_problems(template: Template, site: Node, where: str) -> list[str]:
+    config = get(body(site), "properties.functionAppConfig")
+    problems = []
+    for branch in branches(template, config):
+        if branch.type != "object":
+            continue
+        kind = get(branch, "deployment.storage.authentication.type")
+        if string_value(kind) not in _IDENTITY_DEPLOYMENT:
+            problems.append(
+                f"{where}: the deployment package is fetched with "
+                f"{text(kind) or 'no authentication'}, not an identity"
+            )
+    return problems
