@@ -1274,3 +1274,86 @@ def _deployment_problems(template: Template, site: Node, where: str) -> list[str
                 f"{text(kind) or 'no authentication'}, not an identity"
             )
     return problems
+
+
+# ---------------------------------------------------------------- hosting plan
+
+FLEX = "FlexConsumption"
+
+
+def param_default(param: Node) -> Node | None:
+    """The default value of a param declaration, or None without one."""
+    children = param.children
+    for i, child in enumerate(children[:-1]):
+        if child.type == "=":
+            return children[i + 1]
+    return None
+
+
+def _is_flex_sku(template: Template, sku: Node | None) -> bool:
+    sku = resolve(template, sku)
+    return (
+        sku is not None
+        and string_value(get(sku, "name")) == "FC1"
+        and string_value(get(sku, "tier")) == FLEX
+    )
+
+
+def _flex_sku_when_flex(template: Template, sku: Node | None) -> bool:
+    """True when a plan's SKU is FC1 exactly when hostingPlan is FlexConsumption."""
+    node = resolve(template, sku)
+    if node is None or node.type != "ternary_expression":
+        return _is_flex_sku(template, node)
+    condition, when_true, _ = node.named_children
+    test = text(resolve(template, condition)).replace(" ", "")
+    return test == f"hostingPlan=='{FLEX}'" and _is_flex_sku(template, when_true)
+
+
+def hosting_plan_problems(templates: list[Template]) -> list[str]:
+    """Flex Consumption is the default plan, and no layer under main pins another.
+
+    main.bicep's hostingPlan defaults to FlexConsumption; a module param
+    hostingPlan with a default defaults to it too; every module call passes
+    hostingPlan on from the caller's own param, so main's choice reaches the
+    apps; and each App Service plan is FC1 on Flex Consumption exactly when
+    hostingPlan is FlexConsumption.
+    """
+    problems = []
+    for template in templates:
+        param = declared(template, "param").get("hostingPlan")
+        default = param_default(param) if param is not None else None
+        is_main = template.path == BICEP_DIR / "main.bicep"
+        if (default is not None or is_main) and string_value(default) != FLEX:
+            problems.append(
+                f"{template.name}: hostingPlan defaults to "
+                f"{text(default) or 'nothing'}, not '{FLEX}'"
+            )
+        problems += _plan_passing_problems(template)
+        for symbol, full, node, is_existing in resources(template):
+            kind = resource_type(full)
+            if kind != "Microsoft.Web/serverfarms" or is_existing:
+                continue
+            if not _flex_sku_when_flex(template, get(body(node), "sku")):
+                problems.append(
+                    f"{template.name}:{line(node)}: {symbol} is not FC1 "
+                    f"({FLEX}) exactly when hostingPlan is '{FLEX}'"
+                )
+    return problems
+
+
+def _plan_passing_problems(template: Template) -> list[str]:
+    problems = []
+    own = declared(template, "param")
+    for name, module in declared(template, "module").items():
+        target_path = module_target(template, module)
+        if target_path is None or not target_path.is_file():
+            continue
+        if "hostingPlan" not in declared(load(target_path), "param"):
+            continue
+        passed = properties(get(body(module), "params")).get("hostingPlan")
+        if passed is None or text(passed) != "hostingPlan" or "hostingPlan" not in own:
+            problems.append(
+                f"{template.name}:{line(module)}: module {name!r} passes hostingPlan "
+                f"as {text(passed) or 'nothing'}, not its own hostingPlan param"
+            )
+    return problems
