@@ -145,21 +145,22 @@ def test_the_schedules_file_restores_a_set_aside_schedule_it_declares_unchanged(
     async def scenario() -> None:
         store = await open_store(tmp_path / "s.sqlite3")
         clock = Clock()
+        schedule_id = f"filed-{uuid.uuid4().hex[:8]}"
         declared = {
-            "id": f"filed-{uuid.uuid4().hex[:8]}",
+            "id": schedule_id,
             "job": {"kind": "http", "params": {"url": "https://example.test/"}},
             "every": {"seconds": 10},
         }
         await service.apply_declarations(store, [declared], clock())
-        await damage(store, declared["id"], "state")
+        await damage(store, schedule_id, "state")
         clock.advance(12)
         report = await service.dispatch_tick(store, RecordingStarter(), clock)
-        assert report.set_aside == [declared["id"]]
+        assert report.set_aside == [schedule_id]
 
         applied = await service.apply_declarations(store, [declared], clock())
 
-        assert applied.updated == [declared["id"]]
-        doc = await store.read(service.SCHEDULES, declared["id"])
+        assert applied.updated == [schedule_id]
+        doc = await store.read(service.SCHEDULES, schedule_id)
         assert service.view(doc)["status"] == service.STATUS_ACTIVE
         await store.close()
 
