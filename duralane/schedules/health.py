@@ -42,8 +42,10 @@ try:
 except ImportError:  # telemetry is optional on one machine
     _FAILING = None
 
-# The same figure without telemetry, for tests and the embedded runtime.
-failing_counts: dict[str, int] = {}
+# The same figure without telemetry, for tests and the embedded runtime, per
+# (schedule id, endpoint) as the counter's attributes: endpoint names repeat
+# across schedules.
+failing_counts: dict[tuple[str, str], int] = {}
 
 
 def schedule_of(tags: Iterable[str]) -> str | None:
@@ -139,7 +141,8 @@ async def _record_one(
         extra=extra,
     )
     if failures >= threshold:
-        failing_counts[endpoint] = failing_counts.get(endpoint, 0) + 1
+        counted = (schedule_id, endpoint)
+        failing_counts[counted] = failing_counts.get(counted, 0) + 1
         if _FAILING is not None:
             _FAILING.add(1, {"endpoint": endpoint, "scheduleId": schedule_id})
         logger.warning(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from duralane.settings import Settings
+from duralane.store import Filter, open_store
 from tests.runtime.harness import RuntimeProcess, wait_until
 
 
@@ -48,3 +51,31 @@ def wait_runs(
         detail=lambda: f"runs: {latest}\\nlog:\\n{runtime.log()}",
     )
     return latest
+
+
+def stored(
+    runtime: RuntimeProcess, container: str, equals: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Every record of a container matching `equals`, read from the runtime's store."""
+    settings = Settings.from_environ(runtime.env)
+
+    async def read() -> list[dict[str, Any]]:
+        store = await open_store(settings)
+        items: list[dict[str, Any]] = []
+        continuation = None
+        try:
+            while True:
+                page = await store.query(
+                    container,
+                    Filter(equals=equals),
+                    page_size=1000,
+                    continuation=continuation,
+                )
+                items += page.items
+                continuation = page.continuation
+                if continuation is None:
+                    return items
+        finally:
+            await store.close()
+
+    return asyncio.run(read())

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from duralane.schedules.health import PROBES
 from tests.jobs_e2e.support import (
+    FINAL,
     TargetServer,
     get_job,
     http_job,
@@ -19,7 +21,7 @@ from tests.jobs_e2e.support import (
 )
 from tests.runtime.harness import RuntimeProcess
 from tests.schedules_e2e.conftest import start_scheduler
-from tests.schedules_e2e.support import create, wait_runs
+from tests.schedules_e2e.support import create, stored, wait_runs
 
 
 def _template(url: str) -> dict[str, Any]:
@@ -51,26 +53,57 @@ def test_health_check_alerts_after_n_failures_running(
     assert created["schedule"]["job"]["kind"] == "probe"
     assert created["schedule"]["healthcheck"] == {"failureThreshold": 2}
     failing = re.compile(
-        rf"duralane\.healthcheck\.failing schedule {schedule_id} endpoint "
-        rf"{schedule_id}-down failed (\d+) times running \(threshold 2\)"
+        rf" (\w+) duralane\.schedules\.health: duralane\.healthcheck\.failing "
+        rf"schedule {schedule_id} endpoint {schedule_id}-down failed (\d+) times "
+        rf"running \(threshold 2\)"
     )
     match = app.wait_for_log(failing, 60)
     app.post(f"/api/schedules/{schedule_id}/pause")
-    assert int(match.group(1)) >= 2
-    log = app.log()
-    assert f"endpoint {schedule_id}-up failed" not in log
-    assert re.search(
-        rf"duralane\.healthcheck\.result schedule {schedule_id} endpoint "
-        rf"{schedule_id}-up ok=True status 200",
-        log,
+    assert match.group(1) == "WARNING", match.group(0)
+    assert int(match.group(2)) >= 2
+    assert not [
+        line for line in app.lines if f"endpoint {schedule_id}-up failed" in line
+    ]
+    app.wait_for_log(
+        re.compile(
+            rf"duralane\.healthcheck\.result schedule {schedule_id} endpoint "
+            rf"{schedule_id}-up ok=True status 200"
+        ),
+        5,
     )
     # The first failing check alone did not raise the alert.
-    first = re.search(
-        rf"duralane\.healthcheck\.result schedule {schedule_id} endpoint "
-        rf"{schedule_id}-down ok=False status 503 latency \S+ ms streak 1 ",
-        log,
+    app.wait_for_log(
+        re.compile(
+            rf"duralane\.healthcheck\.result schedule {schedule_id} endpoint "
+            rf"{schedule_id}-down ok=False status 503 latency \S+ ms streak 1 "
+        ),
+        5,
     )
-    assert first is not None
+
+    checks = wait_runs(
+        app,
+        schedule_id,
+        lambda rs: bool(rs) and all(r["status"] in FINAL for r in rs),
+        "to finish every check",
+    )
+    probes = stored(app, PROBES, {"scheduleId": schedule_id})
+    results = {
+        (p["jobId"], p["endpoint"]): p for p in probes if p["record"] == "result"
+    }
+    streaks = {p["endpoint"]: p for p in probes if p["record"] == "streak"}
+    assert streaks[f"{schedule_id}-up"]["consecutiveFailures"] == 0
+    assert streaks[f"{schedule_id}-down"]["consecutiveFailures"] >= 2
+    # Every check's results, as stored and as its job shows them over HTTP.
+    for check in checks:
+        job = get_job(app, check["jobId"])
+        shown = job["result"]["results"]
+        assert sorted(r["endpoint"] for r in shown) == sorted(streaks)
+        for result in shown:
+            kept = results[(check["jobId"], result["endpoint"])]
+            expected = 200 if result["endpoint"].endswith("-up") else 503
+            assert result["status"] == kept["status"] == expected
+            assert result["latencyMs"] == kept["latencyMs"] >= 0
+            assert instant(result["checkedAt"]) == instant(kept["checkedAt"])
 
 
 def test_schedules_file_is_applied_idempotently_across_a_restart(
