@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -1356,4 +1356,213 @@ def _plan_passing_problems(template: Template) -> list[str]:
                 f"{template.name}:{line(module)}: module {name!r} passes hostingPlan "
                 f"as {text(passed) or 'nothing'}, not its own hostingPlan param"
             )
+    return problems
+
+
+# ---------------------------------------------------------------- regions
+
+PRIMARY = "location"
+SECONDARY = "secondaryLocation"
+
+
+@dataclass
+class Stamp:
+    """One stamp main.bicep deploys: how the template refers to it, and its region."""
+
+    ref: str
+    regions: set[str]
+
+
+def _modules_of(template: Template, file_name: str) -> dict[str, Node]:
+    """The module declarations of a template that deploy bicep/modules/<file_name>."""
+    target = (BICEP_DIR / "modules" / file_name).resolve()
+    return {
+        name: node
+        for name, node in declared(template, "module").items()
+        if module_target(template, node) == target
+    }
+
+
+def template_at(templates: list[Template], path: Path) -> Template:
+    """The template at `path` as the (possibly edited) list has it."""
+    return next((t for t in templates if t.path == path), None) or load(path)
+
+
+def _passed(module: Node) -> dict[str, Node]:
+    return properties(get(body(module), "params"))
+
+
+def base_ref(node: Node) -> str:
+    """What an expression reads its member from: 'stamps[0]' in stamps[0].outputs.x."""
+    while node.type == "member_expression":
+        node = node.children[0]
+    return text(node)
+
+
+def stamps(main: Template) -> list[Stamp]:
+    """Each stamp main.bicep deploys, one per loop item or per declaration."""
+    found = []
+    for name, module in _modules_of(main, "stamp.bicep").items():
+        regions = {PRIMARY, SECONDARY}
+        loop = loop_of(module)
+        if loop is None:
+            location = _passed(module).get("location")
+            found.append(Stamp(name, mentions(main, location) & regions))
+            continue
+        _, _, iterable = loop_parts(loop)
+        per_index: dict[int, set[str]] = {}
+        for listed in branches(main, iterable):
+            if listed.type != "array":
+                continue
+            for i, element in enumerate(listed.named_children):
+                per_index.setdefault(i, set()).update(mentions(main, element) & regions)
+        found += [Stamp(f"{name}[{i}]", r) for i, r in sorted(per_index.items())]
+    return found
+
+
+def _stamp_loop_problems(main: Template) -> list[str]:
+    """A looped stamp must take its region from the loop item."""
+    problems = []
+    for name, module in _modules_of(main, "stamp.bicep").items():
+        loop = loop_of(module)
+        if loop is None:
+            continue
+        item, _, _ = loop_parts(loop)
+        if item not in mentions(main, _passed(module).get("location")):
+            problems.append(
+                f"{main.name}:{line(module)}: module {name!r} loops over regions "
+                f"but its location is not the loop's {item}"
+            )
+    return problems
+
+
+def _covered_stamps(main: Template, value: Node | None) -> set[str]:
+    """Refs of the stamps an expression reads, one list entry per stamp."""
+    value = resolve(main, value)
+    if value is None:
+        return set()
+    if value.type == "array":
+        # Read from the text: tree-sitter-bicep splits `stamps[0].x` inside an
+        # array literal into the two items `stamps` and `[0].x`.
+        refs = set()
+        for name in _modules_of(main, "stamp.bicep"):
+            for index in re.findall(rf"\b{name}\b(\[\s*\d+\s*\])?", text(value)):
+                refs.add(name + index.replace(" ", ""))
+        return refs
+    if value.type != "for_statement":
+        return set()
+    item, index, iterable = loop_parts(value)
+    counted = iterable
+    if iterable.type == "call_expression" and text(iterable.children[0]) == "range":
+        length = call_arguments(iterable)[-1]
+        if length.type == "call_expression" and text(length.children[0]) == "length":
+            counted = call_arguments(length)[0]
+    body_ref = base_ref(value.named_children[-1])
+    covered = set()
+    for name, module in _modules_of(main, "stamp.bicep").items():
+        loop = loop_of(module)
+        if loop is None or text(loop_parts(loop)[2]) != text(counted):
+            continue
+        if body_ref in {f"{name}[{item}]", f"{name}[{index}]"}:
+            covered |= {s.ref for s in stamps(main) if s.ref.startswith(f"{name}[")}
+    return covered
+
+
+def multi_region_problems(templates: list[Template]) -> list[str]:
+    """With secondaryLocation set, a second stamp, Front Door and Cosmos DB follow.
+
+    Structural, as no compiler runs here: a stamp module is deployed per
+    region (a loop over a list holding location and secondaryLocation, or one
+    declaration each); Front Door's origins loop over the host names it is
+    given, and main.bicep gives one per stamp; the Cosmos DB account's
+    locations loop over the regions it is given, and main.bicep's include
+    secondaryLocation, so the second region is a replica.
+    """
+    main = template_at(templates, BICEP_DIR / "main.bicep")
+    problems = _stamp_loop_problems(main)
+    deployed = stamps(main)
+    for region in (PRIMARY, SECONDARY):
+        if not any(region in s.regions for s in deployed):
+            problems.append(f"{main.name}: no stamp is deployed in {region}")
+    problems += _front_door_problems(main, templates, deployed)
+    problems += _cosmos_region_problems(main, templates)
+    return problems
+
+
+def _looped_param(
+    module: Template, kind: str, listed: Callable[[Node], Node | None], per_item: str
+) -> tuple[str | None, list[str]]:
+    """The one param a resource of `kind` loops over, setting `per_item` per item."""
+    for symbol, full, node, is_existing in resources(module):
+        if resource_type(full) != kind or is_existing:
+            continue
+        loop = listed(node)
+        if loop is None or loop.type != "for_statement":
+            return None, [f"{module.name}:{line(node)}: {symbol} is not one per region"]
+        item, index, iterable = loop_parts(loop)
+        params = mentions(module, iterable) & declared(module, "param").keys()
+        made = mentions(module, get(body_of(loop), per_item))
+        if len(params) != 1 or not {item, index} & made:
+            return None, [
+                f"{module.name}:{line(node)}: {symbol} does not set {per_item} from "
+                "each item of a param"
+            ]
+        return params.pop(), []
+    return None, [f"{module.name}: declares no {kind}"]
+
+
+def body_of(loop: Node) -> Node | None:
+    """The object a for loop makes per item."""
+    made = loop.named_children[-1]
+    return made if made.type == "object" else None
+
+
+def _front_door_problems(
+    main: Template, templates: list[Template], deployed: list[Stamp]
+) -> list[str]:
+    front_doors = _modules_of(main, "frontdoor.bicep")
+    if not front_doors:
+        return [f"{main.name}: deploys no Front Door"]
+    module = template_at(templates, BICEP_DIR / "modules" / "frontdoor.bicep")
+    param, problems = _looped_param(
+        module,
+        "Microsoft.Cdn/profiles/originGroups/origins",
+        loop_of,
+        "properties.hostName",
+    )
+    if param is None:
+        return problems
+    for name, declaration in front_doors.items():
+        covered = _covered_stamps(main, _passed(declaration).get(param))
+        for stamp in deployed:
+            if stamp.ref not in covered:
+                regions = ", ".join(sorted(stamp.regions))
+                problems.append(
+                    f"{main.name}:{line(declaration)}: module {name!r} gives Front "
+                    f"Door no origin for {stamp.ref} ({regions})"
+                )
+    return problems
+
+
+def _cosmos_region_problems(main: Template, templates: list[Template]) -> list[str]:
+    accounts = _modules_of(main, "cosmos.bicep")
+    if not accounts:
+        return [f"{main.name}: deploys no Cosmos DB account"]
+    module = template_at(templates, BICEP_DIR / "modules" / "cosmos.bicep")
+    param, problems = _looped_param(
+        module,
+        "Microsoft.DocumentDB/databaseAccounts",
+        lambda node: get(body(node), "properties.locations"),
+        "locationName",
+    )
+    if param is None:
+        return problems
+    for name, declaration in accounts.items():
+        regions = mentions(main, _passed(declaration).get(param))
+        for region in (PRIMARY, SECONDARY):
+            if region not in regions:
+                problems.append(
+                    f"{main.name}:{line(declaration)}: module {name!r} leaves "
+                    f"{region} out of the Cosmos DB account's locations"
+                )
     return problems
