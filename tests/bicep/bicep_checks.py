@@ -1566,3 +1566,40 @@ def _cosmos_region_problems(main: Template, templates: list[Template]) -> list[s
                     f"{region} out of the Cosmos DB account's locations"
                 )
     return problems
+
+
+# ---------------------------------------------------------------- chaos
+
+
+def chaos_target_problems(templates: list[Template]) -> list[str]:
+    """The Chaos experiment stops the primary region's apps, the ones to fail over from.
+
+    main.bicep must pass the param the experiment's targets loop over from an
+    output of the primary stamp (the one deployed in location only), and that
+    output must list the stamp's Function Apps.
+    """
+    main = template_at(templates, BICEP_DIR / "main.bicep")
+    experiments = _modules_of(main, "chaos.bicep")
+    if not experiments:
+        return [f"{main.name}: deploys no Chaos Studio experiment"]
+    chaos = template_at(templates, BICEP_DIR / "modules" / "chaos.bicep")
+    param, problems = _looped_param(chaos, "Microsoft.Chaos/targets", loop_of, "scope")
+    if param is None:
+        return problems
+    primary = {s.ref for s in stamps(main) if s.regions == {PRIMARY}}
+    stamp = template_at(templates, BICEP_DIR / "modules" / "stamp.bicep")
+    apps = set(_modules_of(stamp, "functionapp.bicep"))
+    for name, declaration in experiments.items():
+        where = f"{main.name}:{line(declaration)}: module {name!r}"
+        value = _passed(declaration).get(param)
+        read = base_ref(value) if value is not None else "nothing"
+        if read not in primary:
+            problems.append(f"{where} targets {read}, not the primary stamp")
+            continue
+        output = text(value.children[-1]) if value is not None else ""
+        listed = declared(stamp, "output").get(output)
+        if listed is None or not mentions(stamp, listed) & apps:
+            problems.append(
+                f"{where} targets {read}.outputs.{output}, which lists no apps"
+            )
+    return problems
