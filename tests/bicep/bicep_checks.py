@@ -1046,7 +1046,8 @@ def _alert_rule(
             namespace = string_value(get(criterion, "metricNamespace")) or ""
             metrics.append(f"{namespace}/{metric}")
     label = symbol
-    for item in bound.values():
+    if bound:
+        item = next(iter(bound.values()))
         label = f"{symbol} {string_value(get(item, 'name')) or '?'!r}"
     return AlertRule(
         label=label,
@@ -1498,7 +1499,8 @@ def _looped_param(
             continue
         loop = listed(node)
         if loop is None or loop.type != "for_statement":
-            return None, [f"{module.name}:{line(node)}: {symbol} is not one per region"]
+            where = f"{module.name}:{line(node)}: {symbol}"
+            return None, [f"{where} is not declared once per item of a param"]
         item, index, iterable = loop_parts(loop)
         params = mentions(module, iterable) & declared(module, "param").keys()
         made = mentions(module, get(body_of(loop), per_item))

@@ -49,3 +49,15 @@ def test_chaos_check_reports_a_stamp_output_that_lists_no_apps():
     assert problems[0].endswith(
         "targets stamps[0].outputs.serviceBusNamespaceId, which lists no apps"
     )
+
+
+def test_chaos_check_reports_every_target_scoped_to_the_first_app():
+    faulty = checks.edited(
+        TEMPLATES,
+        "bicep/modules/chaos.bicep",
+        "  scope: sites[i]\n",
+        "  scope: sites[0]\n",
+    )
+    problems = checks.chaos_target_problems(faulty)
+    assert len(problems) == 1
+    assert problems[0].endswith("targets does not set scope from each item of a param")

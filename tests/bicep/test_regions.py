@@ -63,7 +63,7 @@ def test_region_check_reports_front_door_declaring_a_single_origin():
     )
     problems = checks.multi_region_problems(faulty)
     assert len(problems) == 1
-    assert problems[0].endswith(": origins is not one per region")
+    assert problems[0].endswith(": origins is not declared once per item of a param")
 
 
 def test_region_check_reports_cosmos_left_in_the_primary_region():
