@@ -43,6 +43,7 @@ from duralane.runtime.http_api import (
     management_payload,
 )
 from duralane.runtime.hubstore import HubStore
+from duralane.runtime.inprocess import InProcessStarts
 from duralane.runtime.servicebus import QueueProperties, ServiceBusQueueStore
 from duralane.runtime.triggers import ServiceBusTrigger, TimerTrigger, supervise
 
@@ -130,6 +131,7 @@ class Runtime:
             thread_name_prefix="function",
         )
         self._runner: web.AppRunner | None = None
+        self._in_process: InProcessStarts | None = None
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
         self._queue_triggers: dict[str, list[ServiceBusTrigger]] = {}
@@ -221,6 +223,8 @@ class Runtime:
             await asyncio.to_thread(self.episode_processes.stop)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._in_process is not None:
+            self._in_process.uninstall()
         self._function_pool.shutdown(wait=False)
         await close_durable_client_session()
         self.queues.close()
@@ -254,12 +258,17 @@ class Runtime:
             self._function_pool, lambda: entry.call(**arguments)
         )
 
+    @property
+    def rpc_base_url(self) -> str:
+        """Where this process's durable clients send their calls."""
+        return f"{self.base_url}{WEBHOOK_PREFIX}/{RPC_SEGMENT}/{self.rpc_token}/"
+
     def client_starter(self, hub: str, request: Any = None) -> str:
         """The JSON the durableClient binding receives, pointing at this runtime."""
         base = self.base_url
         payload = management_payload(base, hub, "INSTANCEID", self.api_key)
         payload["id"] = "INSTANCEID"
-        rpc = f"{base}{WEBHOOK_PREFIX}/{RPC_SEGMENT}/{self.rpc_token}/"
+        rpc = self.rpc_base_url
         if hub != self.default_hub:
             rpc += f"taskhubs/{hub}/"
         return json.dumps(
@@ -288,17 +297,6 @@ class Runtime:
         """The task hub a durableClient binding names, %SETTING% resolved."""
         name = getattr(binding, "task_hub", None)
         return resolve_setting_reference(str(name)) if name else self.default_hub
-
-    def management_urls(
-        self, hub: str, instance_id: str, request: Any
-    ) -> dict[str, str]:
-        """Management URLs for an instance, on the origin the caller used."""
-        origin = (
-            f"{request.scheme}://{request.host}"
-            if request is not None
-            else self.base_url
-        )
-        return management_payload(origin, hub, instance_id, self.api_key)
 
     def wake_queue(self, queue: str) -> None:
         """A message was sent: let the queue's triggers receive it now."""
@@ -341,6 +339,8 @@ class Runtime:
 
     async def _serve_http(self) -> None:
         api = HttpApi(self)
+        self._in_process = InProcessStarts(api)
+        self._in_process.install()
         self._runner = web.AppRunner(api.application(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)

@@ -265,17 +265,31 @@ class HttpApi:
     async def _start(
         self, request: web.Request, hub: str, name: str, instance_id: str | None
     ) -> web.Response:
+        origin = f"{request.scheme}://{request.host}"
+        status, body = await self.start_orchestration(
+            hub, name, instance_id, await request.text(), origin
+        )
+        if status != 202:
+            return json_response(status, body)
+        headers = {"Location": body["statusQueryGetUri"], "Retry-After": "10"}
+        return json_response(status, body, headers=headers)
+
+    async def start_orchestration(
+        self,
+        hub: str,
+        name: str,
+        instance_id: str | None,
+        text: str,
+        origin: str,
+    ) -> tuple[int, dict[str, Any]]:
+        """Start an instance as the extension's start route does: status and body."""
         worker = self.runtime.workers[hub]
         if name not in self.runtime.index.orchestrators:
-            return json_response(
-                400,
-                {
-                    "Message": "One or more of the arguments submitted is incorrect",
-                    "ExceptionMessage": f"The function '{name}' doesn't exist, is "
-                    "disabled, or is not an orchestrator function.",
-                },
-            )
-        text = await request.text()
+            return 400, {
+                "Message": "One or more of the arguments submitted is incorrect",
+                "ExceptionMessage": f"The function '{name}' doesn't exist, is "
+                "disabled, or is not an orchestrator function.",
+            }
         input_text: str | None = None
         if text:
             try:
@@ -289,14 +303,9 @@ class HttpApi:
                 worker.start_instance, name, instance_id, input_text
             )
         except InstanceExists as exc:
-            return json_response(
-                409, {"Message": str(exc), "ExceptionMessage": str(exc)}
-            )
-        payload = self.runtime.management_urls(hub, instance.instance_id, request)
-        return json_response(
-            202,
-            payload,
-            headers={"Location": payload["statusQueryGetUri"], "Retry-After": "10"},
+            return 409, {"Message": str(exc), "ExceptionMessage": str(exc)}
+        return 202, management_payload(
+            origin, hub, instance.instance_id, self.runtime.api_key
         )
 
     def _status(self, request: web.Request, hub: str, instance_id: str) -> web.Response:
