@@ -8,9 +8,11 @@ from typing import Any
 import azure.durable_functions as df
 
 from duralane.jobs import service
+from duralane.jobs.lanes import lane_priority
 from duralane.jobs.model import JobSpec, JobState
 from duralane.jobs.order import JobOrder
 from duralane.store import Store
+from duralane.store.priority import store_priority
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,13 @@ async def submit_and_start(
     store: Store, spec: JobSpec, client: df.DurableOrchestrationClient
 ) -> service.Submission:
     """Store the job and start its orchestration, once per idempotency key."""
+    with store_priority(lane_priority(spec.lane)):
+        return await _submit_and_start(store, spec, client)
+
+
+async def _submit_and_start(
+    store: Store, spec: JobSpec, client: df.DurableOrchestrationClient
+) -> service.Submission:
     submission = await service.submit(store, spec)
     record = submission.record
     # A queued job from an earlier call may have lost its start to a crash

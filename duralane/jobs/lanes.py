@@ -23,6 +23,12 @@ def is_lane(name: str) -> bool:
     return name in LANE_NAMES
 
 
+def lane_priority(lane: str) -> int:
+    """How urgent a lane's store calls are: high 2, normal 1, low 0."""
+    _require_lane(lane)
+    return {"high": 2, "normal": 1, "low": 0}[lane]
+
+
 def queue_name(lane: str) -> str:
     """The Service Bus (or local) queue a lane's submissions arrive on."""
     _require_lane(lane)

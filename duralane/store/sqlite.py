@@ -21,7 +21,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +34,7 @@ from duralane.store.errors import (
     StoreError,
     StoreUnavailable,
 )
+from duralane.store.priority import PriorityWorkers, current_priority
 from duralane.store.schema import CONTAINERS, ContainerSpec
 from duralane.store.usage import Meter
 
@@ -193,9 +193,9 @@ class SqliteStore(Store):
         )
         self.path = Path(path)
         self._clock = clock
-        self._executor = ThreadPoolExecutor(
-            max_workers=WORKER_THREADS, thread_name_prefix="duralane-sqlite"
-        )
+        # The most urgent waiting call first (see store_priority), so a
+        # high-lane submission does not wait behind a low-lane flood's calls.
+        self._workers = PriorityWorkers(WORKER_THREADS, "duralane-sqlite")
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -231,8 +231,9 @@ class SqliteStore(Store):
                     container, record_id, f"sqlite {self.path}: {error}"
                 ) from error
 
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, guarded)
+        return await asyncio.wrap_future(
+            self._workers.submit(current_priority(), guarded)
+        )
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         connection = self._connection()
@@ -351,8 +352,8 @@ class SqliteStore(Store):
                     connection.close()
                 self._connections.clear()
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, close_all)
-        self._executor.shutdown(wait=True)
+        await asyncio.wrap_future(self._workers.submit(0, close_all))
+        self._workers.shutdown()
         await super().close()
 
     async def purge_expired(self, limit: int = 500) -> int:

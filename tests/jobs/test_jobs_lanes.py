@@ -9,6 +9,7 @@ import pytest
 from duralane.jobs.lanes import (
     LANE_NAMES,
     lane_for_queue,
+    lane_priority,
     queue_name,
     start_deadline,
     start_deadline_seconds,
@@ -51,3 +52,9 @@ def test_a_scheduled_job_counts_its_deadline_from_run_at() -> None:
 def test_unknown_lanes_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown lane"):
         queue_name("urgent")
+
+
+def test_lane_priorities_put_high_first_and_refuse_an_unknown_lane() -> None:
+    assert [lane_priority(lane) for lane in LANE_NAMES] == [2, 1, 0]
+    with pytest.raises(ValueError, match="unknown lane 'urgent'"):
+        lane_priority("urgent")

@@ -1,0 +1,169 @@
+"""Urgent store calls overtake queued ones, in the pool and in the SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from duralane.jobs.model import parse_job_spec
+from duralane.store import sqlite
+from duralane.store.priority import PriorityWorkers, current_priority, store_priority
+from duralane.store.sqlite import SqliteStore
+from triggers.submission import submit_and_start
+
+WAIT_SECONDS = 10
+
+
+def test_waiting_calls_run_highest_priority_first_then_in_arrival_order() -> None:
+    """One busy thread, five queued calls: the order they run in is the point."""
+    workers = PriorityWorkers(1, "test-order")
+    release = threading.Event()
+    ran: list[str] = []
+    blocker = workers.submit(0, lambda: release.wait(WAIT_SECONDS))
+
+    queued = [
+        workers.submit(priority, lambda name=name: ran.append(name))
+        for name, priority in [
+            ("low-1", 0),
+            ("high-1", 2),
+            ("low-2", 0),
+            ("normal", 1),
+            ("high-2", 2),
+        ]
+    ]
+    release.set()
+    for future in [blocker, *queued]:
+        future.result(WAIT_SECONDS)
+    workers.shutdown()
+
+    assert ran == ["high-1", "high-2", "normal", "low-1", "low-2"]
+
+
+def test_a_failing_call_raises_through_its_future_and_the_thread_goes_on() -> None:
+    workers = PriorityWorkers(1, "test-errors")
+
+    def broken() -> None:
+        raise ValueError("disk on fire")
+
+    failed = workers.submit(0, broken)
+    after = workers.submit(0, lambda: "still serving")
+
+    with pytest.raises(ValueError, match="disk on fire"):
+        failed.result(WAIT_SECONDS)
+    assert after.result(WAIT_SECONDS) == "still serving"
+    workers.shutdown()
+
+
+def test_shutdown_finishes_queued_calls_and_then_refuses_new_ones() -> None:
+    workers = PriorityWorkers(2, "test-shutdown")
+    release = threading.Event()
+    busy = [workers.submit(0, lambda: release.wait(WAIT_SECONDS)) for _ in range(2)]
+    queued = [workers.submit(0, lambda i=i: i) for i in range(5)]
+
+    release.set()
+    workers.shutdown()
+
+    assert all(future.done() for future in busy)
+    assert [future.result(0) for future in queued] == [0, 1, 2, 3, 4]
+    with pytest.raises(RuntimeError, match="shut down"):
+        workers.submit(0, lambda: None)
+
+
+def test_a_priority_block_applies_to_its_tasks_and_ends_with_the_block() -> None:
+    async def inside() -> tuple[int, int, int]:
+        with store_priority(2):
+            child = await asyncio.create_task(asyncio.sleep(0, current_priority()))
+            with store_priority(1):
+                nested = current_priority()
+        return child, nested, current_priority()
+
+    assert asyncio.run(inside()) == (2, 1, 0)
+
+
+def test_sqlite_store_serves_a_high_priority_create_before_queued_low_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's thread busy, a low flood queued: the high create comes first."""
+    # One thread, so the order calls are taken in is the order they finish in.
+    monkeypatch.setattr(sqlite, "WORKER_THREADS", 1)
+
+    async def scenario() -> list[str]:
+        store = SqliteStore(tmp_path / "state.sqlite3")
+        await store.open()
+        release = threading.Event()
+        busy = store._workers.submit(0, lambda: release.wait(WAIT_SECONDS))
+        done: list[str] = []
+
+        async def create(job_id: str) -> None:
+            await store.create("jobs", _job_doc(job_id))
+            done.append(job_id)
+
+        lows = [asyncio.create_task(create(f"low-{i}")) for i in range(10)]
+        await asyncio.sleep(0)  # the lows are queued first
+        with store_priority(2):
+            high = asyncio.create_task(create("high"))
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*lows, high), WAIT_SECONDS)
+        busy.result(0)
+        await store.close()
+        return done
+
+    done = asyncio.run(scenario())
+
+    assert done[0] == "high"
+    assert sorted(done[1:]) == [f"low-{i}" for i in range(10)]
+
+
+class RecordingStarts:
+    """A durable client that only notes what it was asked to start."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    async def start_new(self, name: str, instance_id: str, payload: object) -> str:
+        self.started.append(instance_id)
+        return instance_id
+
+
+class PriorityNotingStore(SqliteStore):
+    """A real SQLite store that notes the priority each create was made at."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.create_priorities: list[int] = []
+
+    async def create(self, container: str, doc: dict[str, object]) -> dict[str, object]:
+        self.create_priorities.append(current_priority())
+        return await super().create(container, doc)
+
+
+@pytest.mark.parametrize(("lane", "priority"), [("high", 2), ("normal", 1), ("low", 0)])
+def test_a_submission_stores_its_job_at_its_lanes_priority(
+    tmp_path: Path, lane: str, priority: int
+) -> None:
+    async def scenario() -> tuple[list[int], list[str], int]:
+        store = PriorityNotingStore(tmp_path / "state.sqlite3")
+        await store.open()
+        client = RecordingStarts()
+        spec = parse_job_spec(
+            f'{{"id": "prio-{lane}", "kind": "http", "lane": "{lane}",'
+            ' "params": {"url": "https://example.com/"}}'
+        )
+        await submit_and_start(store, spec, client)  # type: ignore[arg-type]
+        after = current_priority()
+        await store.close()
+        return store.create_priorities, client.started, after
+
+    priorities, started, after = asyncio.run(scenario())
+
+    assert priorities and set(priorities) == {priority}
+    assert len(started) == 1
+    assert after == 0
+
+
+def _job_doc(job_id: str) -> dict[str, object]:
+    return {"id": job_id, "jobId": job_id, "status": "queued", "lane": "low"}
