@@ -56,14 +56,19 @@ class PriorityWorkers:
         self._closed = False
 
     def submit(self, priority: int, work: Callable[[], T]) -> Future[T]:
-        """Queue a call; the future holds its result or its exception."""
+        """Queue a call, to run in the caller's context; the future holds its result."""
         future: Future[T] = Future()
+        context = contextvars.copy_context()
+        entry: Waiting = (
+            -priority,
+            next(self._arrivals),
+            lambda: context.run(work),
+            future,
+        )
         with self._ready:
             if self._closed:
                 raise RuntimeError(f"{self._name}: workers are shut down")
-            heapq.heappush(
-                self._waiting, (-priority, next(self._arrivals), work, future)
-            )
+            heapq.heappush(self._waiting, entry)
             if len(self._threads) < self._threads_wanted:
                 self._start_thread()
             self._ready.notify()
@@ -108,3 +113,30 @@ class PriorityWorkers:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+
+
+class PriorityLock:
+    """A lock whose waiters get it highest priority first, arrival order within one."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held = False
+        self._waiting: list[tuple[int, int]] = []
+        self._arrivals = itertools.count()
+
+    @contextlib.contextmanager
+    def held(self, priority: int) -> Iterator[None]:
+        """Hold the lock for the block, once every more urgent waiter has had it."""
+        ticket = (-priority, next(self._arrivals))
+        with self._changed:
+            heapq.heappush(self._waiting, ticket)
+            while self._held or self._waiting[0] != ticket:
+                self._changed.wait()
+            heapq.heappop(self._waiting)
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held = False
+                self._changed.notify_all()

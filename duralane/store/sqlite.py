@@ -34,7 +34,7 @@ from duralane.store.errors import (
     StoreError,
     StoreUnavailable,
 )
-from duralane.store.priority import PriorityWorkers, current_priority
+from duralane.store.priority import PriorityLock, PriorityWorkers, current_priority
 from duralane.store.schema import CONTAINERS, ContainerSpec
 from duralane.store.usage import Meter
 
@@ -44,6 +44,19 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 10.0
 WORKER_THREADS = 4
+
+
+# Writers of one file in this process, whichever store instance (one per event
+# loop) they use, queue on one lock and take turns by priority, instead of
+# meeting in SQLite's busy handler, which sleeps in steps of up to 100 ms.
+# Other processes on the same file still meet the busy timeout.
+_write_locks: dict[Path, PriorityLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock_for(path: Path) -> PriorityLock:
+    with _write_locks_guard:
+        return _write_locks.setdefault(path.resolve(), PriorityLock())
 
 
 def _quote(name: str) -> str:
@@ -199,10 +212,7 @@ class SqliteStore(Store):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        # Writers of this process queue here and wake in turn, instead of in
-        # SQLite's busy handler, which sleeps in growing steps of up to 100 ms.
-        # Other processes on the same file still meet the busy timeout.
-        self._write_lock = threading.Lock()
+        self._write_lock = _write_lock_for(self.path)
 
     # -- plumbing ------------------------------------------------------------
 
@@ -237,7 +247,7 @@ class SqliteStore(Store):
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         connection = self._connection()
-        with self._write_lock:
+        with self._write_lock.held(current_priority()):
             connection.execute("BEGIN IMMEDIATE")
             try:
                 result = work(connection)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from duralane.jobs.model import parse_job_spec
 from duralane.store import sqlite
-from duralane.store.priority import PriorityWorkers, current_priority, store_priority
+from duralane.store.priority import (
+    PriorityLock,
+    PriorityWorkers,
+    current_priority,
+    store_priority,
+)
 from duralane.store.sqlite import SqliteStore
 from triggers.submission import submit_and_start
 
@@ -167,3 +174,80 @@ def test_a_submission_stores_its_job_at_its_lanes_priority(
 
 def _job_doc(job_id: str) -> dict[str, object]:
     return {"id": job_id, "jobId": job_id, "status": "queued", "lane": "low"}
+
+
+def test_lock_waiters_get_it_by_priority_then_arrival() -> None:
+    """Four threads wait on a held lock; the order they get it in is the point."""
+    lock = PriorityLock()
+    got: list[str] = []
+    holding = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with lock.held(0):
+            holding.set()
+            release.wait(WAIT_SECONDS)
+
+    def waiter(name: str, priority: int) -> None:
+        with lock.held(priority):
+            got.append(name)
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert holding.wait(WAIT_SECONDS)
+    waiters = [("low", 0), ("high-1", 2), ("normal", 1), ("high-2", 2)]
+    for waiting, (name, priority) in enumerate(waiters, start=1):
+        thread = threading.Thread(target=waiter, args=(name, priority))
+        thread.start()
+        threads.append(thread)
+        _wait_until(lambda waiting=waiting: len(lock._waiting) == waiting)
+    release.set()
+    for thread in threads:
+        thread.join(WAIT_SECONDS)
+
+    assert got == ["high-1", "high-2", "normal", "low"]
+
+
+class RecordingLock(PriorityLock):
+    """The real lock, noting the priority of each write that takes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.priorities: list[int] = []
+
+    def held(self, priority: int):  # type: ignore[no-untyped-def]
+        self.priorities.append(priority)
+        return super().held(priority)
+
+
+def test_store_instances_on_one_file_share_a_write_lock_taken_at_the_callers_priority(
+    tmp_path: Path,
+) -> None:
+    """One store per event loop: their writers must queue together, by lane."""
+    path = tmp_path / "state.sqlite3"
+    one, other = SqliteStore(path), SqliteStore(tmp_path / "." / "state.sqlite3")
+    elsewhere = SqliteStore(tmp_path / "other.sqlite3")
+    assert one._write_lock is other._write_lock
+    assert one._write_lock is not elsewhere._write_lock
+
+    async def scenario() -> list[int]:
+        store = SqliteStore(tmp_path / "recorded.sqlite3")
+        recording = RecordingLock()
+        store._write_lock = recording
+        await store.open()
+        await store.create("jobs", _job_doc("plain"))
+        with store_priority(2):
+            await store.create("jobs", _job_doc("urgent"))
+        await store.close()
+        return recording.priorities
+
+    priorities = asyncio.run(scenario())
+
+    assert priorities[-2:] == [0, 2]
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.001)
