@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
@@ -16,13 +18,32 @@ from duralane.jobs.kinds.probe import (
     probe_endpoint,
     summarize,
 )
+from duralane.jobs.lanes import is_lane, lane_priority
 from duralane.jobs.safety import TargetPolicy
 from duralane.schedules import health
 from duralane.settings import Settings
+from duralane.store.priority import store_priority
 
 logger = logging.getLogger(__name__)
 
 bp = df.Blueprint()
+T = TypeVar("T")
+Activity = Callable[[dict[str, Any]], Awaitable[T]]
+
+
+def at_lane_priority(activity: Activity[T]) -> Activity[T]:
+    """Run an activity's store calls at its job's lane priority (see store_priority).
+
+    A payload recorded before it carried the lane runs at the lowest priority.
+    """
+
+    @functools.wraps(activity)
+    async def prioritised(payload: dict[str, Any]) -> T:
+        lane = str(payload.get("lane"))
+        with store_priority(lane_priority(lane) if is_lane(lane) else 0):
+            return await activity(payload)
+
+    return prioritised
 
 
 def _attempt_of(payload: dict[str, Any]) -> tuple[str, int, int]:
@@ -35,6 +56,7 @@ def _policy() -> TargetPolicy:
 
 
 @bp.activity_trigger(input_name="payload", activity="run_attempt")
+@at_lane_priority
 async def run_attempt(payload: dict[str, Any]) -> dict[str, Any]:
     """Record the attempt's start, run the job once, and record how it went."""
     store = await service.get_store()
@@ -66,6 +88,7 @@ async def run_attempt(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity="record_attempt_failure")
+@at_lane_priority
 async def record_attempt_failure(payload: dict[str, Any]) -> None:
     """Close an attempt the orchestrator gave up on: timed out, or never recorded."""
     store = await service.get_store()
@@ -84,6 +107,7 @@ async def probe_one_endpoint(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity="record_probe_results")
+@at_lane_priority
 async def record_probe_results(payload: dict[str, Any]) -> dict[str, Any]:
     """Store each endpoint's result and the summary as the attempt's outcome."""
     store = await service.get_store()
@@ -99,6 +123,7 @@ async def record_probe_results(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity="dead_letter_job")
+@at_lane_priority
 async def dead_letter_job(payload: dict[str, Any]) -> None:
     """Move the job to dead letters with its reason."""
     store = await service.get_store()
@@ -106,6 +131,7 @@ async def dead_letter_job(payload: dict[str, Any]) -> None:
 
 
 @bp.activity_trigger(input_name="payload", activity="record_cancellation")
+@at_lane_priority
 async def record_cancellation(payload: dict[str, Any]) -> None:
     """Record the cancellation on the job."""
     store = await service.get_store()

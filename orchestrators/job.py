@@ -101,7 +101,7 @@ def run_job(
         if not decision.retry or decision.delay_seconds is None:
             reason = decision.dead_letter_reason or failure.message
             yield from _record(
-                context, "dead_letter_job", {"jobId": order.job_id, "reason": reason}
+                context, "dead_letter_job", {**_job_payload(order), "reason": reason}
             )
             return {"jobId": order.job_id, "state": "dead_lettered", "reason": reason}
 
@@ -148,13 +148,18 @@ def probe_attempt(
 def _cancel(
     context: df.DurableOrchestrationContext, order: JobOrder
 ) -> Generator[Any, Any, dict[str, Any]]:
-    yield from _record(context, "record_cancellation", {"jobId": order.job_id})
+    yield from _record(context, "record_cancellation", _job_payload(order))
     return {"jobId": order.job_id, "state": "cancelled"}
+
+
+def _job_payload(order: JobOrder) -> dict[str, Any]:
+    """Which job an activity works on, and its lane, which sets its store priority."""
+    return {"jobId": order.job_id, "lane": order.lane}
 
 
 def _attempt_payload(order: JobOrder, attempt: int) -> dict[str, Any]:
     """Which job, attempt and run an activity works on."""
-    return {"jobId": order.job_id, "attempt": attempt, "run": order.run}
+    return {**_job_payload(order), "attempt": attempt, "run": order.run}
 
 
 def _record(
