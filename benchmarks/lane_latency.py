@@ -14,7 +14,7 @@ task start minus submission, noted in Redis by the task. Low throughput is
 low jobs finished per second of the window from the flood's start until every
 high job has started. Last line: one JSON object.
 
-    python benchmarks/lane_latency.py [--flood 10000] [--high 50] [--skip-celery]
+    python benchmarks/lane_latency.py [--flood 10000] [--high 200] [--skip-celery]
 """
 
 from __future__ import annotations
@@ -363,7 +363,7 @@ def main() -> None:
     """Run both benchmarks and print the results, JSON last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flood", type=int, default=10_000)
-    parser.add_argument("--high", type=int, default=50)
+    parser.add_argument("--high", type=int, default=200)
     parser.add_argument("--skip-celery", action="store_true")
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
