@@ -27,9 +27,16 @@ WAIT_SECONDS = 10
 def test_waiting_calls_run_highest_priority_first_then_in_arrival_order() -> None:
     """One busy thread, five queued calls: the order they run in is the point."""
     workers = PriorityWorkers(1, "test-order")
+    running = threading.Event()
     release = threading.Event()
     ran: list[str] = []
-    blocker = workers.submit(0, lambda: release.wait(WAIT_SECONDS))
+
+    def block() -> None:
+        running.set()
+        release.wait(WAIT_SECONDS)
+
+    blocker = workers.submit(0, block)
+    assert running.wait(WAIT_SECONDS), "the only thread never took the blocker"
 
     queued = [
         workers.submit(priority, lambda name=name: ran.append(name))
@@ -100,8 +107,15 @@ def test_sqlite_store_serves_a_high_priority_create_before_queued_low_ones(
     async def scenario() -> list[str]:
         store = SqliteStore(tmp_path / "state.sqlite3")
         await store.open()
+        running = threading.Event()
         release = threading.Event()
-        busy = store._workers.submit(0, lambda: release.wait(WAIT_SECONDS))
+
+        def block() -> None:
+            running.set()
+            release.wait(WAIT_SECONDS)
+
+        busy = store._workers.submit(0, block)
+        assert running.wait(WAIT_SECONDS), "the store's thread never took the blocker"
         done: list[str] = []
 
         async def create(job_id: str) -> None:
@@ -206,6 +220,33 @@ def test_lock_waiters_get_it_by_priority_then_arrival() -> None:
         thread.join(WAIT_SECONDS)
 
     assert got == ["high-1", "high-2", "normal", "low"]
+
+
+def test_the_lock_lets_one_holder_in_at_a_time_under_contention() -> None:
+    """Eight threads of mixed priority update a counter in two steps, unguarded."""
+    lock = PriorityLock()
+    counter = {"value": 0, "inside": 0, "most_inside": 0}
+
+    def bump(priority: int) -> None:
+        for _ in range(500):
+            with lock.held(priority):
+                counter["inside"] += 1
+                counter["most_inside"] = max(counter["most_inside"], counter["inside"])
+                value = counter["value"]
+                time.sleep(0)
+                counter["value"] = value + 1
+                counter["inside"] -= 1
+
+    threads = [threading.Thread(target=bump, args=(i % 3,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT_SECONDS * 3)
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert counter["value"] == 8 * 500
+    assert counter["most_inside"] == 1
+    assert lock._waiting == [] and not lock._held
 
 
 class RecordingLock(PriorityLock):
