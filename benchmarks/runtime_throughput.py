@@ -7,8 +7,9 @@ Two workloads on each engine, both durable on SQLite on this machine:
       enqueues N steps on a queue and waits for them).
 
 Duralane runs in this process: the Runtime loads benchmarks/apps/
-throughput_bench_app.py on port 0 with a temporary data directory, instances
-are started through HubWorker.start_instance (the call the HTTP API makes,
+throughput_bench_app.py (with the host.json beside it, which raises both
+concurrency limits from the default 16 to 64) on port 0 with a temporary data
+directory, instances are started through HubWorker.start_instance (the call the HTTP API makes,
 minus HTTP) from STARTERS threads, as concurrent HTTP clients would (each start
 waits for its commit, so one thread would measure commit latency, not
 throughput), and completion is seen by polling the hub's SQLite file. DBOS runs
@@ -210,6 +211,13 @@ async def run_duralane(count: int, width: int, timeout: float) -> list[Workload]
         watcher = HubWatcher(data_dir / "runtime.sqlite3", runtime.default_hub)
         try:
             worker = runtime.workers[runtime.default_hub]
+            # The app's host.json raises both limits from their default of 16,
+            # as a user tuning for throughput would; say so with the figures.
+            print(
+                f"duralane host.json: maxConcurrentOrchestratorFunctions "
+                f"{worker.max_orchestrations}, maxConcurrentActivityFunctions "
+                f"{worker.max_activities}"
+            )
             # Untimed, as DBOS.launch() is: episode processes import the app.
             await duralane_workload(
                 runtime,
