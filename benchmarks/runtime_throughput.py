@@ -9,12 +9,13 @@ Two workloads on each engine, both durable on SQLite on this machine:
 Duralane runs in this process: the Runtime loads benchmarks/apps/
 throughput_bench_app.py (with the host.json beside it, which raises both
 concurrency limits from the default 16 to 64) on port 0 with a temporary data
-directory, instances are started through HubWorker.start_instance (the call the HTTP API makes,
-minus HTTP) from STARTERS threads, as concurrent HTTP clients would (each start
-waits for its commit, so one thread would measure commit latency, not
-throughput), and completion is seen by polling the hub's SQLite file. DBOS runs
-in a child process of this script so its logging, threads and SQLAlchemy
-engines cannot touch the runtime's. Last line: one JSON object.
+directory; instances are started through HubWorker.start_instance (the call
+the HTTP API makes, minus HTTP) from STARTERS threads, as concurrent HTTP
+clients would (each start waits for its commit, so one thread would measure
+commit latency, not throughput), and completion is seen by polling the hub's
+SQLite file. DBOS runs in a child process of this script so its logging,
+threads and SQLAlchemy engines cannot touch the runtime's. Last line: one JSON
+object.
 
     python benchmarks/runtime_throughput.py [--orchestrations 2000] [--width 1000]
 """
