@@ -161,9 +161,12 @@ def bench_duralane(target: str, count: int, high: int) -> dict[str, Any]:
         client = httpx.Client(base_url=base, timeout=60, trust_env=False)
         tag = f"bench{int(time.time())}"
 
+        sent_at: dict[str, float] = {}
+
         def job(lane: str, name: str) -> str:
             spec: dict[str, Any] = {"id": name, "kind": "http", "lane": lane}
             spec.update(tags=[tag], params={"url": target})
+            sent_at[name] = time.time()
             response = client.post("/api/jobs", json=spec)
             response.raise_for_status()
             return name
@@ -179,13 +182,23 @@ def bench_duralane(target: str, count: int, high: int) -> dict[str, Any]:
             count,
             high,
         )
-        lags = [lag for name in highs if (lag := wait_started(client, name))]
+        starts = {
+            name: start for name in highs if (start := wait_started(client, name))
+        }
+        lags = [lag for lag, _ in starts.values()]
+        # As Celery's figure is taken: from the client's send, so the wait for
+        # the runtime to read and parse the request counts too.
+        client_lags = [
+            (started_at - sent_at[name]) * 1000
+            for name, (_, started_at) in starts.items()
+        ]
         done = succeeded_low(client, tag)
         elapsed = time.monotonic() - started
         return {
             "flood": count,
             "submitSeconds": round(submitted, 1),
             "highStartLagMs": percentiles(lags),
+            "highClientLagMs": percentiles(client_lags),
             "highSampled": len(lags),
             "lowSucceeded": done,
             "lowPerSecond": round(done / elapsed, 1),
@@ -245,13 +258,14 @@ def stages(log: list[str], prefix: str) -> dict[str, dict[str, float | None]]:
     return out
 
 
-def wait_started(client: httpx.Client, name: str) -> float | None:
-    """A job's start lag once its first attempt has started; None after 60 s."""
+def wait_started(client: httpx.Client, name: str) -> tuple[float, float] | None:
+    """A started job's start lag (ms) and start (epoch s); None after 60 s."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = client.get(f"/api/jobs/{name}").json()
         if found.get("startLagMs") is not None:
-            return float(found["startLagMs"])
+            started_at = datetime.fromisoformat(found["startedAt"]).timestamp()
+            return float(found["startLagMs"]), started_at
         time.sleep(0.05)
     return None
 
@@ -376,7 +390,8 @@ def main() -> None:
     if not args.skip_celery:
         results["celery"] = bench_celery(target, args.flood, args.high)
         print("celery+redis:", json.dumps(results["celery"]))
-    p99 = results["duralane"]["highStartLagMs"]["p99"]
+    # Judged on the lag from the client's send, the stricter of the two.
+    p99 = results["duralane"]["highClientLagMs"]["p99"]
     results["targetMet"] = p99 is not None and p99 < 50
     print(json.dumps(results))
 
