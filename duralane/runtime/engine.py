@@ -37,6 +37,7 @@ from typing import Any
 from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
+from duralane.lending import PriorityLender
 from duralane.runtime.app import AppIndex, FunctionEntry, load_app
 from duralane.runtime.episode import (
     ActivityWork,
@@ -296,13 +297,9 @@ class EpisodeProcesses:
     def __init__(self, app_path: Path, processes: int) -> None:
         self.app_path = app_path
         self.processes = processes
-        self._idle: list[EpisodeProcess] = []
         self._all: list[EpisodeProcess] = []
         self._start_lock = threading.Lock()
-        self._lending = threading.Condition()
-        # (-priority, arrival) of each batch waiting for a process.
-        self._waiting: list[tuple[int, int]] = []
-        self._arrivals = itertools.count()
+        self._lender: PriorityLender[EpisodeProcess] = PriorityLender()
 
     def start(self) -> None:
         """Launch the processes without waiting for them to import the app."""
@@ -311,9 +308,7 @@ class EpisodeProcesses:
                 for _ in range(self.processes):
                     process = EpisodeProcess(self.app_path)
                     self._all.append(process)
-                    with self._lending:
-                        self._idle.append(process)
-                        self._lending.notify_all()
+                    self._lender.add(process)
 
     def wait_ready(self, timeout: float) -> None:
         """Wait until every process has imported the app, within the timeout."""
@@ -329,27 +324,8 @@ class EpisodeProcesses:
         """Run a batch on the next idle process, higher priorities served first."""
         if not self._all:
             self.start()
-        process = self._borrow(priority)
-        try:
+        with self._lender.lent(priority) as process:
             return process.run(jobs)
-        finally:
-            with self._lending:
-                self._idle.append(process)
-                self._lending.notify_all()
-
-    def _borrow(self, priority: int) -> EpisodeProcess:
-        ticket = (-priority, next(self._arrivals))
-        with self._lending:
-            heapq.heappush(self._waiting, ticket)
-            # Hazard: every waiter is woken on each return, but only the head
-            # of the queue may take the process, or priorities would not hold.
-            while not (self._idle and self._waiting[0] == ticket):
-                self._lending.wait()
-            heapq.heappop(self._waiting)
-            process = self._idle.pop()
-            if self._idle and self._waiting:
-                self._lending.notify_all()
-            return process
 
     def stop(self) -> None:
         """End every process; call once the hub workers have stopped."""

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from duralane.lending import PriorityLender
 from duralane.store.base import ETAG, Doc, Filter, Page, PatchOp, Store
 from duralane.store.claimcheck import ClaimCheck
 from duralane.store.errors import (
@@ -34,7 +35,7 @@ from duralane.store.errors import (
     StoreError,
     StoreUnavailable,
 )
-from duralane.store.priority import PriorityLock, PriorityWorkers, current_priority
+from duralane.store.priority import PriorityWorkers, current_priority
 from duralane.store.schema import CONTAINERS, ContainerSpec
 from duralane.store.usage import Meter
 
@@ -50,13 +51,15 @@ WORKER_THREADS = 4
 # loop) they use, queue on one lock and take turns by priority, instead of
 # meeting in SQLite's busy handler, which sleeps in steps of up to 100 ms.
 # Other processes on the same file still meet the busy timeout.
-_write_locks: dict[Path, PriorityLock] = {}
+_write_locks: dict[Path, PriorityLender[Path]] = {}
 _write_locks_guard = threading.Lock()
 
 
-def _write_lock_for(path: Path) -> PriorityLock:
+def _write_lock_for(path: Path) -> PriorityLender[Path]:
+    """The process's one write lock for a file: a lender of a single token."""
+    resolved = path.resolve()
     with _write_locks_guard:
-        return _write_locks.setdefault(path.resolve(), PriorityLock())
+        return _write_locks.setdefault(resolved, PriorityLender([resolved]))
 
 
 def _quote(name: str) -> str:
@@ -247,7 +250,7 @@ class SqliteStore(Store):
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         connection = self._connection()
-        with self._write_lock.held(current_priority()):
+        with self._write_lock.lent(current_priority()):
             connection.execute("BEGIN IMMEDIATE")
             try:
                 result = work(connection)

@@ -76,7 +76,7 @@ def test_an_idle_episode_process_goes_to_the_highest_priority_batch() -> None:
     held = HeldProcess()
     # Lend the stand-in instead of starting real processes.
     processes._all.append(held)  # type: ignore[arg-type]
-    processes._idle.append(held)  # type: ignore[arg-type]
+    processes._lender.add(held)  # type: ignore[arg-type]
 
     def batch(name: str, priority: int) -> threading.Thread:
         job: Any = [name]
@@ -88,11 +88,15 @@ def test_an_idle_episode_process_goes_to_the_highest_priority_batch() -> None:
     assert held.running.wait(10)
     threads += [batch(f"low-{n}", 0) for n in range(5)]
     wait_until(
-        lambda: len(processes._waiting) == 5, timeout=10, what="five low batches wait"
+        lambda: processes._lender.waiting() == 5,
+        timeout=10,
+        what="five low batches wait",
     )
     threads.append(batch("high", 2))
     wait_until(
-        lambda: len(processes._waiting) == 6, timeout=10, what="the high batch waits"
+        lambda: processes._lender.waiting() == 6,
+        timeout=10,
+        what="the high batch waits",
     )
     held.go.set()
     for thread in threads:

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from duralane.jobs.model import parse_job_spec
+from duralane.lending import PriorityLender
 from duralane.store import sqlite
-from duralane.store.priority import (
-    PriorityLock,
-    PriorityWorkers,
-    current_priority,
-    store_priority,
-)
+from duralane.store.priority import PriorityWorkers, current_priority, store_priority
 from duralane.store.sqlite import SqliteStore
 from triggers.submission import submit_and_start
 
@@ -190,75 +184,16 @@ def _job_doc(job_id: str) -> dict[str, object]:
     return {"id": job_id, "jobId": job_id, "status": "queued", "lane": "low"}
 
 
-def test_lock_waiters_get_it_by_priority_then_arrival() -> None:
-    """Four threads wait on a held lock; the order they get it in is the point."""
-    lock = PriorityLock()
-    got: list[str] = []
-    holding = threading.Event()
-    release = threading.Event()
-
-    def first() -> None:
-        with lock.held(0):
-            holding.set()
-            release.wait(WAIT_SECONDS)
-
-    def waiter(name: str, priority: int) -> None:
-        with lock.held(priority):
-            got.append(name)
-
-    threads = [threading.Thread(target=first)]
-    threads[0].start()
-    assert holding.wait(WAIT_SECONDS)
-    waiters = [("low", 0), ("high-1", 2), ("normal", 1), ("high-2", 2)]
-    for waiting, (name, priority) in enumerate(waiters, start=1):
-        thread = threading.Thread(target=waiter, args=(name, priority))
-        thread.start()
-        threads.append(thread)
-        _wait_until(lambda waiting=waiting: len(lock._waiting) == waiting)
-    release.set()
-    for thread in threads:
-        thread.join(WAIT_SECONDS)
-
-    assert got == ["high-1", "high-2", "normal", "low"]
-
-
-def test_the_lock_lets_one_holder_in_at_a_time_under_contention() -> None:
-    """Eight threads of mixed priority update a counter in two steps, unguarded."""
-    lock = PriorityLock()
-    counter = {"value": 0, "inside": 0, "most_inside": 0}
-
-    def bump(priority: int) -> None:
-        for _ in range(500):
-            with lock.held(priority):
-                counter["inside"] += 1
-                counter["most_inside"] = max(counter["most_inside"], counter["inside"])
-                value = counter["value"]
-                time.sleep(0)
-                counter["value"] = value + 1
-                counter["inside"] -= 1
-
-    threads = [threading.Thread(target=bump, args=(i % 3,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT_SECONDS * 3)
-
-    assert not any(thread.is_alive() for thread in threads)
-    assert counter["value"] == 8 * 500
-    assert counter["most_inside"] == 1
-    assert lock._waiting == [] and not lock._held
-
-
-class RecordingLock(PriorityLock):
+class RecordingLock(PriorityLender[str]):
     """The real lock, noting the priority of each write that takes it."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(["token"])
         self.priorities: list[int] = []
 
-    def held(self, priority: int):  # type: ignore[no-untyped-def]
+    def lent(self, priority: int = 0):  # type: ignore[no-untyped-def]
         self.priorities.append(priority)
-        return super().held(priority)
+        return super().lent(priority)
 
 
 def test_store_instances_on_one_file_share_a_write_lock_taken_at_the_callers_priority(
@@ -285,10 +220,3 @@ def test_store_instances_on_one_file_share_a_write_lock_taken_at_the_callers_pri
     priorities = asyncio.run(scenario())
 
     assert priorities[-2:] == [0, 2]
-
-
-def _wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.001)
