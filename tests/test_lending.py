@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 from duralane.lending import PriorityLender
+from tests.runtime.harness import wait_until
 
 WAIT_SECONDS = 10
 
 
-def _wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.001)
+def _run_to_the_end(threads: list[threading.Thread]) -> None:
+    """Start every thread and fail if any is still running after the bound."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT_SECONDS * 3)
+    assert not any(thread.is_alive() for thread in threads)
 
 
 def test_waiters_get_the_item_by_priority_then_arrival() -> None:
@@ -42,7 +44,12 @@ def test_waiters_get_the_item_by_priority_then_arrival() -> None:
         thread = threading.Thread(target=waiter, args=(name, priority))
         thread.start()
         threads.append(thread)
-        _wait_until(lambda waiting=waiting: lender.waiting() == waiting)
+        wait_until(
+            lambda waiting=waiting: lender.waiting() == waiting,
+            timeout=WAIT_SECONDS,
+            interval=0.001,
+            what=f"{waiting} borrowers waiting",
+        )
     release.set()
     for thread in threads:
         thread.join(WAIT_SECONDS)
@@ -65,13 +72,8 @@ def test_one_item_admits_one_holder_at_a_time_under_contention() -> None:
                 counter["value"] = value + 1
                 counter["inside"] -= 1
 
-    threads = [threading.Thread(target=bump, args=(i % 3,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT_SECONDS * 3)
+    _run_to_the_end([threading.Thread(target=bump, args=(i % 3,)) for i in range(8)])
 
-    assert not any(thread.is_alive() for thread in threads)
     assert counter["value"] == 8 * 500
     assert counter["most_inside"] == 1
     assert lender.waiting() == 0
@@ -94,13 +96,8 @@ def test_each_of_several_items_is_lent_to_one_borrower_at_a_time() -> None:
                 with guard:
                     holders[item] -= 1
 
-    threads = [threading.Thread(target=use, args=(i % 2,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT_SECONDS * 3)
+    _run_to_the_end([threading.Thread(target=use, args=(i % 2,)) for i in range(6)])
 
-    assert not any(thread.is_alive() for thread in threads)
     assert most == {"a": 1, "b": 1, "c": 1}
     assert sorted(lender._idle) == ["a", "b", "c"]
 
@@ -111,7 +108,12 @@ def test_an_item_added_later_goes_to_a_waiting_borrower() -> None:
     got: list[str] = []
     thread = threading.Thread(target=lambda: got.append(lender.borrow(1)))
     thread.start()
-    _wait_until(lambda: lender.waiting() == 1)
+    wait_until(
+        lambda: lender.waiting() == 1,
+        timeout=WAIT_SECONDS,
+        interval=0.001,
+        what="the borrower waiting",
+    )
 
     lender.add("late")
     thread.join(WAIT_SECONDS)
