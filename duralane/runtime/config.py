@@ -56,8 +56,9 @@ class HostConfig:
     hubs: tuple[HubSettings, ...] = ()
     # extensions.duralane.orchestrationProcesses; None means one per core.
     orchestration_processes: int | None = None
-    # extensions.duralane.fastTimestamps: the opt-in fast history timestamp parse.
-    fast_timestamps: bool = False
+    # extensions.duralane.fastTimestamps: false turns off the fast history
+    # timestamp parse (see duralane.runtime.episode.install_fast_timestamps).
+    fast_timestamps: bool = True
 
     def queue(self, name: str) -> QueueSettings:
         """Settings for one queue: its own block, else the shared one."""
@@ -151,8 +152,18 @@ def load_host_config(app_dir: Path) -> HostConfig:
             duralane.get("orchestrationProcesses"),
             "host.json extensions.duralane.orchestrationProcesses",
         ),
-        fast_timestamps=duralane.get("fastTimestamps") is True,
+        fast_timestamps=switch(
+            duralane.get("fastTimestamps", True),
+            "host.json extensions.duralane.fastTimestamps",
+        ),
     )
+
+
+def switch(value: Any, where: str) -> bool:
+    """An on/off setting: JSON true or false, nothing else."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} is {value!r}; it must be true or false")
+    return value
 
 
 def process_count(value: Any, where: str) -> int | None:

@@ -120,9 +120,9 @@ class Runtime:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.workers: dict[str, HubWorker] = {}
         processes = episodeprocess_count(self.host_config)
-        if self.host_config.fast_timestamps:
-            # Episode processes inherit the environment, so they opt in too.
-            os.environ.setdefault(FAST_TIMESTAMPS_SETTING, "1")
+        if not self.host_config.fast_timestamps:
+            # Episode processes inherit the environment, so they opt out too.
+            os.environ[FAST_TIMESTAMPS_SETTING] = "0"
         self.episode_processes = (
             EpisodeProcesses(options.app.resolve(), processes) if processes else None
         )

@@ -1,4 +1,4 @@
-"""The opt-in fast timestamp parse gives the SDK exactly what dateutil would."""
+"""The fast timestamp parse gives the SDK exactly what dateutil would."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import functools
 import importlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from dateutil.parser import parse as dateutil_parse
 
 from duralane.runtime import episode
 from duralane.runtime.app import AppIndex, load_app
+from duralane.runtime.config import load_host_config
 from duralane.runtime.episode import (
     Instance,
     Message,
@@ -85,10 +87,10 @@ def replay_clock_orchestrator() -> list[str]:
 
 def test_fast_parse_replays_identically(monkeypatch: pytest.MonkeyPatch) -> None:
     """Same actions, timers and output with and without the fast parse."""
-    monkeypatch.setattr(sdk_history, "dt_parse", sdk_history.dt_parse)
+    monkeypatch.setattr(sdk_history, "dt_parse", dateutil_parse)
     with_dateutil = replay_clock_orchestrator()
 
-    monkeypatch.setenv(episode.FAST_TIMESTAMPS_SETTING, "1")
+    monkeypatch.delenv(episode.FAST_TIMESTAMPS_SETTING, raising=False)
     assert episode.install_fast_timestamps()
     assert sdk_history.dt_parse is parse_history_timestamp
     with_fast_parse = replay_clock_orchestrator()
@@ -96,9 +98,36 @@ def test_fast_parse_replays_identically(monkeypatch: pytest.MonkeyPatch) -> None
     assert with_fast_parse == with_dateutil
 
 
-def test_fast_parse_stays_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the setting the SDK keeps dateutil."""
-    monkeypatch.setattr(sdk_history, "dt_parse", sdk_history.dt_parse)
-    monkeypatch.delenv(episode.FAST_TIMESTAMPS_SETTING, raising=False)
+@pytest.mark.parametrize("setting", ["0", "false", "False"])
+def test_fast_parse_stays_off_when_turned_off(
+    monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    """DURALANE_FAST_TIMESTAMPS=0 (or false) keeps the SDK's dateutil."""
+    monkeypatch.setattr(sdk_history, "dt_parse", dateutil_parse)
+    monkeypatch.setenv(episode.FAST_TIMESTAMPS_SETTING, setting)
     assert not episode.install_fast_timestamps()
     assert sdk_history.dt_parse is not parse_history_timestamp
+
+
+def test_fast_parse_stays_off_on_an_sdk_it_was_not_checked_against(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another SDK release keeps its own parse, and an explicit ask hears why."""
+    monkeypatch.setattr(sdk_history, "dt_parse", dateutil_parse)
+    monkeypatch.setattr(episode, "FAST_TIMESTAMPS_SDK", "0.0.")
+    monkeypatch.setenv(episode.FAST_TIMESTAMPS_SETTING, "1")
+
+    with caplog.at_level("WARNING", logger=episode.__name__):
+        assert not episode.install_fast_timestamps()
+
+    assert sdk_history.dt_parse is not parse_history_timestamp
+    assert "slower" in caplog.text
+
+
+def test_host_json_can_turn_the_fast_parse_off(tmp_path: Path) -> None:
+    """fastTimestamps defaults to on; false in host.json turns it off."""
+    assert load_host_config(tmp_path).fast_timestamps is True
+    document = {"extensions": {"duralane": {"fastTimestamps": False}}}
+    (tmp_path / "host.json").write_text(json.dumps(document))
+
+    assert load_host_config(tmp_path).fast_timestamps is False

@@ -98,6 +98,10 @@ def test_a_queue_name_from_an_unset_setting_names_the_setting(tmp_path: Path) ->
             {"extensions": {"serviceBus": {"maxDeliveryCount": 0}}},
             "maxDeliveryCount",
         ),
+        (
+            {"extensions": {"duralane": {"fastTimestamps": "no"}}},
+            "fastTimestamps",
+        ),
     ],
 )
 def test_a_host_json_limit_that_is_no_count_names_the_key(
