@@ -23,6 +23,7 @@ from duralane.jobs.safety import TargetPolicy
 from duralane.schedules import health
 from duralane.settings import Settings
 from duralane.store.priority import store_priority
+from duralane.urgency import urgent_work
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ async def run_attempt(payload: dict[str, Any]) -> dict[str, Any]:
     store = await service.get_store()
     job_id, attempt, run = _attempt_of(payload)
     record = await service.start_attempt(store, job_id, attempt, run)
+    # Recorded: whatever held back for this job's start may go on.
+    urgent_work.end(record.instance_id)
     if record.state.is_final:
         logger.info("job %s is %s; attempt %d skipped", job_id, record.state, attempt)
         return {"ok": record.state == "succeeded", "failure": None}

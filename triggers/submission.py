@@ -8,11 +8,13 @@ from typing import Any
 import azure.durable_functions as df
 
 from duralane.jobs import service
-from duralane.jobs.lanes import lane_priority
+from duralane.jobs.lanes import is_urgent, lane_priority, start_deadline_seconds
 from duralane.jobs.model import JobSpec, JobState
 from duralane.jobs.order import JobOrder
+from duralane.settings import Settings
 from duralane.store import Store
 from duralane.store.priority import store_priority
+from duralane.urgency import urgent_work
 
 logger = logging.getLogger(__name__)
 
@@ -25,13 +27,44 @@ async def submit_and_start(
     store: Store, spec: JobSpec, client: df.DurableOrchestrationClient
 ) -> service.Submission:
     """Store the job and start its orchestration, once per idempotency key."""
-    with store_priority(lane_priority(spec.lane)):
-        return await _submit_and_start(store, spec, client)
+    priority = lane_priority(spec.lane)
+    urgent_seconds = _urgent_seconds(spec)
+    # Ended by run_attempt once the first attempt is recorded, or below if
+    # this call starts nothing.
+    urgent = urgent_seconds is not None and urgent_work.begin(
+        spec.instance_id, priority, urgent_seconds
+    )
+    started = False
+    try:
+        with store_priority(priority):
+            submission, started = await _submit_and_start(store, spec, client)
+    finally:
+        if urgent and not started:
+            urgent_work.end(spec.instance_id)
+    return submission
+
+
+def _urgent_seconds(spec: JobSpec) -> float | None:
+    """How long other work may step aside for this job's start, if at all.
+
+    Only an urgent lane's job that is due now, in a process that also runs
+    its attempts, and no longer than the lane's start deadline.
+    """
+    if not is_urgent(spec.lane):
+        return None
+    if spec.run_at is not None and spec.run_at > service.utc_now():
+        return None
+    settings = Settings.from_environ()
+    # In Azure each lane is its own app: another lane's app has nothing to hold.
+    if settings.lane not in ("", spec.lane):
+        return None
+    return start_deadline_seconds(spec.lane, settings)
 
 
 async def _submit_and_start(
     store: Store, spec: JobSpec, client: df.DurableOrchestrationClient
-) -> service.Submission:
+) -> tuple[service.Submission, bool]:
+    """The submission, and whether this call started its orchestration."""
     submission = await service.submit(store, spec)
     record = submission.record
     # A queued job from an earlier call may have lost its start to a crash
@@ -50,7 +83,7 @@ async def _submit_and_start(
             spec.lane,
             record.instance_id,
         )
-    return submission
+    return submission, starting
 
 
 def job_json(record: Any) -> dict[str, Any]:

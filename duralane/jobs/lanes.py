@@ -29,6 +29,15 @@ def lane_priority(lane: str) -> int:
     return {"high": 2, "normal": 1, "low": 0}[lane]
 
 
+def is_urgent(lane: str) -> bool:
+    """Whether other work steps aside while the lane's jobs start (duralane.urgency).
+
+    Only the high lane: its start deadline is a second, the others' minutes.
+    """
+    _require_lane(lane)
+    return lane == "high"
+
+
 def queue_name(lane: str) -> str:
     """The Service Bus (or local) queue a lane's submissions arrive on."""
     _require_lane(lane)

@@ -7,8 +7,9 @@ or the next timer is due. Episodes replay in episode processes (see
 EpisodeProcess) or, with none configured, on the hub's pool; activities run on
 the pool, async ones on the runtime's one long-lived event loop, or a hub's own
 loop above priority 0. All writes go through the store's writer thread, and the
-writer and the episode processes serve hubs by priority. docs/runtime.md has
-the whole picture.
+writer and the episode processes serve hubs by priority; while more urgent work
+is starting, a hub's episodes and activities wait briefly (duralane.urgency).
+docs/runtime.md has the whole picture.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from duralane.runtime.episode import (
 )
 from duralane.runtime.history import EventType, event
 from duralane.runtime.hubstore import HubStore, LoadedInstance
+from duralane.urgency import Urgency, urgent_work
 
 logger = logging.getLogger(__name__)
 
@@ -406,12 +408,16 @@ class HubWorker:
         clock: Clock = time.time,
         processes: EpisodeProcesses | None = None,
         priority: int = 0,
+        urgency: Urgency = urgent_work,
     ) -> None:
         self.hub = hub
         # Shared resources (the store's writer, the episode processes) serve
         # higher-priority hubs first.
         self.priority = priority
         store.priorities[hub] = priority
+        # While more urgent work is starting, this hub's episodes and
+        # activities wait briefly before they begin (see duralane.urgency).
+        self.urgency = urgency
         self.store = store
         self.index = index
         self.loop = loop
@@ -574,6 +580,7 @@ class HubWorker:
         Each instance stays held from take() until its commit, or its crash,
         has been handled, so no two episodes of one instance ever overlap.
         """
+        self.urgency.hold_off(self.priority)
         prepared: list[tuple[EpisodeJob, bool]] = []
         now = self.clock()
         try:
@@ -745,6 +752,7 @@ class HubWorker:
                 while not self._activity_slots.acquire(timeout=IDLE_POLL_SECONDS):
                     if self._stopping.is_set():
                         return
+                self.urgency.hold_off(self.priority)
                 self._launch_activity(work)
 
     def _launch_activity(self, work: ActivityWork) -> None:

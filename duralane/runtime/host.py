@@ -46,6 +46,7 @@ from duralane.runtime.hubstore import HubStore
 from duralane.runtime.inprocess import InProcessStarts
 from duralane.runtime.servicebus import QueueProperties, ServiceBusQueueStore
 from duralane.runtime.triggers import ServiceBusTrigger, TimerTrigger, supervise
+from duralane.urgency import urgent_work
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +213,8 @@ class Runtime:
     async def stop(self) -> None:
         """Stop triggers, drain the workers and close the stores."""
         self._stopping.set()
+        # Draining work must not wait for urgent starts that will not come.
+        urgent_work.clear()
         for trigger_list in self._queue_triggers.values():
             for trigger in trigger_list:
                 trigger.wake.set()

@@ -8,6 +8,7 @@ import pytest
 
 from duralane.jobs.lanes import (
     LANE_NAMES,
+    is_urgent,
     lane_for_queue,
     lane_priority,
     queue_name,
@@ -58,3 +59,9 @@ def test_lane_priorities_put_high_first_and_refuse_an_unknown_lane() -> None:
     assert [lane_priority(lane) for lane in LANE_NAMES] == [2, 1, 0]
     with pytest.raises(ValueError, match="unknown lane 'urgent'"):
         lane_priority("urgent")
+
+
+def test_only_the_high_lane_makes_others_step_aside() -> None:
+    assert [is_urgent(lane) for lane in LANE_NAMES] == [True, False, False]
+    with pytest.raises(ValueError, match="unknown lane 'urgent'"):
+        is_urgent("urgent")

@@ -17,6 +17,7 @@ from duralane.runtime.engine import (
     HubWorker,
 )
 from duralane.runtime.hubstore import HubStore
+from duralane.urgency import Urgency
 from tests.runtime.harness import unique, wait_until
 
 BACKLOG = 500
@@ -178,3 +179,61 @@ def test_a_high_hub_instance_completes_before_a_low_hubs_backlog(
         loop.close()
 
     assert finished < len(backlog) // 2
+
+
+def test_a_low_hub_waits_while_urgent_work_starts_and_goes_on_when_it_has(
+    tmp_path: Path,
+) -> None:
+    """Urgent work at priority 2 in flight: the low hub's instance waits at its
+    first episode, the high hub's runs; once the work ends, the low one runs."""
+    from tests.runtime.test_episode_crashes import crash_app
+
+    urgency = Urgency(switch_seconds=None, hold_seconds=60)
+    store = HubStore(tmp_path / "runtime.sqlite3")
+    loop = asyncio.new_event_loop()  # the app has no async activities to run
+    workers = {
+        hub: HubWorker(
+            hub,
+            store,
+            crash_app(),
+            loop,
+            max_orchestrations=1,
+            max_activities=1,
+            client_factory=lambda entry: {},
+            priority=priority,
+            urgency=urgency,
+        )
+        for hub, priority in (("LowHub", 0), ("HighHub", 2))
+    }
+    for worker in workers.values():
+        worker.start()
+
+    def status(hub: str, instance_id: str) -> str | None:
+        found = store.get_instance(hub, instance_id)
+        return found.status if found else None
+
+    low, high = unique("urgent-low"), unique("urgent-high")
+    try:
+        urgency.begin("a-high-job", 2, seconds=60)
+        workers["LowHub"].start_instance("echo_orchestrator", low, '"x"')
+        workers["HighHub"].start_instance("echo_orchestrator", high, '"x"')
+        wait_until(
+            lambda: status("HighHub", high) == "Completed",
+            timeout=60,
+            what="the high hub's instance to complete",
+        )
+        assert status("LowHub", low) == "Pending", "the low hub did not wait"
+
+        urgency.end("a-high-job")
+        wait_until(
+            lambda: status("LowHub", low) == "Completed",
+            timeout=60,
+            what="the low hub's instance to complete once nothing is urgent",
+        )
+    finally:
+        urgency.clear()
+        for worker in workers.values():
+            worker.stop()
+        store.stop_writer()
+        store.close()
+        loop.close()

@@ -1,0 +1,180 @@
+"""A high-lane job is urgent from its submission until its first attempt starts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import activities.jobs as job_activities
+import triggers.submission as submission
+from duralane.jobs import service
+from duralane.jobs.model import JobSpec, parse_job_spec
+from duralane.store.sqlite import SqliteStore
+from duralane.urgency import Urgency
+
+
+class NotingStarts:
+    """A durable client that notes how much was urgent when each start came."""
+
+    def __init__(self, urgency: Urgency, *, fail: bool = False) -> None:
+        self.urgency = urgency
+        self.fail = fail
+        self.urgent_at_start: list[int] = []
+
+    async def start_new(self, name: str, instance_id: str, payload: object) -> str:
+        self.urgent_at_start.append(self.urgency.in_flight())
+        if self.fail:
+            raise ConnectionError("the task hub is unreachable")
+        return instance_id
+
+    async def get_status(self, instance_id: str) -> object:
+        return {"instanceId": instance_id}  # it exists: a resubmission starts nothing
+
+
+@pytest.fixture
+def urgency(monkeypatch: pytest.MonkeyPatch) -> Urgency:
+    """A fresh Urgency in place of the process's, for submission and attempts."""
+    fresh = Urgency(switch_seconds=None)
+    monkeypatch.setattr(submission, "urgent_work", fresh)
+    monkeypatch.setattr(job_activities, "urgent_work", fresh)
+    monkeypatch.delenv("DURALANE_LANE", raising=False)
+    return fresh
+
+
+def _spec(job_id: str, lane: str, **extra: Any) -> JobSpec:
+    body = {"id": job_id, "kind": "http", "lane": lane, **extra}
+    body["params"] = {"url": "https://example.com/"}
+    return parse_job_spec(json.dumps(body))
+
+
+def _submit(
+    tmp_path: Path, specs: list[JobSpec], client: NotingStarts
+) -> list[service.Submission]:
+    async def scenario() -> list[service.Submission]:
+        store = SqliteStore(tmp_path / "state.sqlite3")
+        await store.open()
+        try:
+            return [
+                await submission.submit_and_start(store, spec, client)  # type: ignore[arg-type]
+                for spec in specs
+            ]
+        finally:
+            await store.close()
+
+    return asyncio.run(scenario())
+
+
+def test_a_high_job_stays_urgent_until_its_first_attempt_is_recorded(
+    tmp_path: Path, urgency: Urgency, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = NotingStarts(urgency)
+    urgent_when_the_job_ran: list[int] = []
+
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "state.sqlite3")
+        await store.open()
+
+        async def our_store() -> SqliteStore:
+            return store
+
+        async def run_job(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            urgent_when_the_job_ran.append(urgency.in_flight())
+            return {"status": 200}
+
+        monkeypatch.setattr(service, "get_store", our_store)
+        monkeypatch.setattr(job_activities, "run_job", run_job)
+        spec = _spec("urg-high-1", "high")
+        await submission.submit_and_start(store, spec, client)  # type: ignore[arg-type]
+        assert urgency.in_flight() == 1, "the start has not been recorded yet"
+
+        attempt = job_activities.run_attempt._function.get_user_function()
+        payload = {"jobId": spec.id, "lane": "high", "attempt": 1, "run": 1}
+        outcome = await attempt(payload)
+        await store.close()
+        assert outcome["ok"], outcome
+
+    asyncio.run(scenario())
+
+    assert client.urgent_at_start == [1]
+    assert urgent_when_the_job_ran == [0]
+    assert urgency.in_flight() == 0
+
+
+@pytest.mark.parametrize("lane", ["normal", "low"])
+def test_other_lanes_are_never_urgent(
+    tmp_path: Path, urgency: Urgency, lane: str
+) -> None:
+    client = NotingStarts(urgency)
+
+    _submit(tmp_path, [_spec(f"urg-{lane}-1", lane)], client)
+
+    assert client.urgent_at_start == [0]
+    assert urgency.in_flight() == 0
+
+
+def test_a_high_job_due_later_is_not_urgent_yet(
+    tmp_path: Path, urgency: Urgency
+) -> None:
+    client = NotingStarts(urgency)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+
+    _submit(tmp_path, [_spec("urg-later-1", "high", runAt=later)], client)
+
+    assert client.urgent_at_start == [0]
+
+
+def test_a_process_serving_another_lane_does_not_hold_for_high_jobs(
+    tmp_path: Path, urgency: Urgency, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In Azure each lane is its own app; the low app runs no high attempts."""
+    monkeypatch.setenv("DURALANE_LANE", "low")
+    client = NotingStarts(urgency)
+
+    _submit(tmp_path, [_spec("urg-elsewhere-1", "high")], client)
+
+    assert client.urgent_at_start == [0]
+
+
+def test_a_resubmission_of_a_started_job_is_not_urgent(
+    tmp_path: Path, urgency: Urgency
+) -> None:
+    """The job exists and has started: submitting it again starts nothing."""
+    client = NotingStarts(urgency)
+    spec = _spec("urg-again-1", "high")
+    _submit(tmp_path, [spec], client)
+    urgency.end(spec.instance_id)  # as run_attempt does once it has begun
+
+    (again,) = _submit(tmp_path, [spec], client)
+
+    assert not again.created
+    assert client.urgent_at_start == [1], "only the first submission starts"
+    assert urgency.in_flight() == 0
+
+
+def test_a_resubmission_while_the_first_is_starting_keeps_it_urgent(
+    tmp_path: Path, urgency: Urgency
+) -> None:
+    client = NotingStarts(urgency)
+    spec = _spec("urg-again-2", "high")
+
+    first, second = _submit(tmp_path, [spec, spec], client)
+
+    assert first.created and not second.created
+    assert urgency.in_flight() == 1, "the second call ended the first's urgency"
+
+
+def test_a_high_submission_whose_start_fails_leaves_nothing_urgent(
+    tmp_path: Path, urgency: Urgency
+) -> None:
+    client = NotingStarts(urgency, fail=True)
+
+    with pytest.raises(ConnectionError):
+        _submit(tmp_path, [_spec("urg-broken-1", "high")], client)
+
+    assert client.urgent_at_start == [1]
+    assert urgency.in_flight() == 0
