@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test chromium lint typecheck format bench clean
+.PHONY: run test screenshots chromium lint typecheck format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ chromium:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
+
+## screenshots: refresh docs/screenshots from the dashboard's browser tests.
+screenshots: $(STAMP) $(NODE_STAMP) chromium
+	DURALANE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/dashboard
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

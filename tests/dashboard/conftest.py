@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +14,15 @@ import httpx
 import pytest
 
 from tests.jobs_e2e.support import TargetServer
-from tests.runtime.harness import REPO, RuntimeProcess
+from tests.runtime.harness import RuntimeProcess
 
 CHROMIUM = Path(os.environ.get("DURALANE_CHROMIUM", "/usr/bin/chromium"))
-SCREENSHOTS = REPO / "docs" / "screenshots"
+# The committed pictures change only with `make screenshots`; a plain test run
+# writes its own to a temporary folder, so it leaves the tree as it found it.
+SCREENSHOTS = Path(
+    os.environ.get("DURALANE_SCREENSHOTS")
+    or Path(tempfile.gettempdir()) / "duralane-screenshots"
+)
 API_KEY = "dashboard-test-key"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -118,7 +124,7 @@ def dashboard_url(app: RuntimeProcess, route: str = "overview") -> str:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """The view as it stands, at desktop then phone width, into docs/screenshots."""
+    """The view as it stands, at desktop then phone width, into SCREENSHOTS."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size(DESKTOP)
     page.screenshot(path=str(SCREENSHOTS / f"{name}-desktop.png"))
