@@ -58,12 +58,14 @@ class Urgency:
         caller that began it should end it early.
         """
         with self._condition:
+            now = self._clock()
+            self._forget_expired(now)
             if key in self._urgent:
                 return False
             if not self._urgent and self._switch_seconds is not None:
                 self._usual_switch = sys.getswitchinterval()
                 sys.setswitchinterval(self._switch_seconds)
-            self._urgent[key] = (priority, self._clock() + seconds)
+            self._urgent[key] = (priority, now + seconds)
             return True
 
     def end(self, key: str) -> None:
@@ -103,27 +105,32 @@ class Urgency:
             return 0.0
         now = self._clock()
         with self._condition:
-            expired = [k for k, (_, until) in self._urgent.items() if until <= now]
-            for key in expired:
-                priority_of, _ = self._urgent.pop(key)
-                logger.info(
-                    "urgent work %s (priority %d) did not report its start in "
-                    "time; other work no longer waits for it",
-                    key,
-                    priority_of,
-                )
-            if expired:
-                self._settled()
+            self._forget_expired(now)
             ends = [until for p, until in self._urgent.values() if p > priority]
             if not ends:
                 return 0.0
             return max(0.0, min(since + self.hold_seconds, min(ends)) - now)
 
+    def _forget_expired(self, now: float) -> None:
+        """Drop urgent work whose time is up; call with the condition held."""
+        expired = [k for k, (_, until) in self._urgent.items() if until <= now]
+        for key in expired:
+            priority, _ = self._urgent.pop(key)
+            logger.info(
+                "urgent work %s (priority %d) did not report its start in time; "
+                "other work no longer waits for it",
+                key,
+                priority,
+            )
+        if expired:
+            self._settled()
+
     def hold_off(self, priority: int) -> None:
         """Block this thread while more urgent work starts, hold_seconds at most."""
         since = self._clock()
-        while (wait := self.hold_for(priority, since)) > 0:
-            with self._condition:
+        # Checked and waited under one lock, so an end() in between is not missed.
+        with self._condition:
+            while (wait := self.hold_for(priority, since)) > 0:
                 self._condition.wait(wait)
 
     def now(self) -> float:

@@ -65,6 +65,17 @@ def test_urgent_work_that_never_reports_stops_counting_at_its_time() -> None:
     assert urgent.in_flight() == 0
 
 
+def test_the_same_key_can_be_urgent_again_once_its_time_is_up() -> None:
+    clock = Clock()
+    urgent = Urgency(clock, switch_seconds=None)
+    assert urgent.begin("urg-job-12", 2, seconds=0.01)
+
+    clock.now += 0.01
+
+    assert urgent.begin("urg-job-12", 2, seconds=0.01), "the expired key blocked it"
+    assert urgent.hold_for(0, clock.now) == pytest.approx(0.01)
+
+
 def test_a_held_off_thread_goes_on_as_soon_as_the_urgent_work_ends() -> None:
     """With the bound far away, only end() can release the waiting thread."""
     urgent = Urgency(switch_seconds=None, hold_seconds=60)
