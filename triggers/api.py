@@ -24,7 +24,13 @@ from duralane.jobs.model import (
 from duralane.jobs.order import JobOrder
 from duralane.settings import LANES, Settings
 from duralane.store import Filter, StoreError, iso_utc
-from triggers.submission import LANE_HUBS, ORCHESTRATOR, job_json, submit_and_start
+from triggers.submission import (
+    LANE_HUBS,
+    ORCHESTRATOR,
+    job_json,
+    submit_and_start,
+    urgent_start,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -269,9 +275,12 @@ async def _replay(
     store = await service.get_store()
     record = await service.prepare_replay(store, job_id)
     client = clients[record.spec.lane]
-    await client.start_new(
-        ORCHESTRATOR, record.instance_id, JobOrder.for_record(record).to_json()
-    )
+    # A replay's start lag counts from now, against its lane's deadline.
+    with urgent_start(record.spec) as started:
+        await client.start_new(
+            ORCHESTRATOR, record.instance_id, JobOrder.for_record(record).to_json()
+        )
+        started()
     return record
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import azure.durable_functions as df
@@ -27,21 +29,37 @@ async def submit_and_start(
     store: Store, spec: JobSpec, client: df.DurableOrchestrationClient
 ) -> service.Submission:
     """Store the job and start its orchestration, once per idempotency key."""
-    priority = lane_priority(spec.lane)
-    urgent_seconds = _urgent_seconds(spec)
-    # Ended by run_attempt once the first attempt is recorded, or below if
-    # this call starts nothing.
-    urgent = urgent_seconds is not None and urgent_work.begin(
-        spec.instance_id, priority, urgent_seconds
+    with urgent_start(spec) as started, store_priority(lane_priority(spec.lane)):
+        submission, starting = await _submit_and_start(store, spec, client)
+        if starting:
+            started()
+    return submission
+
+
+@contextlib.contextmanager
+def urgent_start(spec: JobSpec) -> Iterator[Callable[[], None]]:
+    """Make a due high-lane job urgent while its start is under way.
+
+    Other work steps aside until run_attempt records the first attempt (see
+    duralane.urgency). The block gets a function to call once it has started
+    the orchestration; a block that ends without calling it ends the urgency
+    itself, since nothing will record a start.
+    """
+    seconds = _urgent_seconds(spec)
+    began = seconds is not None and urgent_work.begin(
+        spec.instance_id, lane_priority(spec.lane), seconds
     )
     started = False
+
+    def mark_started() -> None:
+        nonlocal started
+        started = True
+
     try:
-        with store_priority(priority):
-            submission, started = await _submit_and_start(store, spec, client)
+        yield mark_started
     finally:
-        if urgent and not started:
+        if began and not started:
             urgent_work.end(spec.instance_id)
-    return submission
 
 
 def _urgent_seconds(spec: JobSpec) -> float | None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import activities.jobs as job_activities
+import triggers.api as api
 import triggers.submission as submission
 from duralane.jobs import service
 from duralane.jobs.model import JobSpec, parse_job_spec
@@ -177,4 +178,60 @@ def test_a_high_submission_whose_start_fails_leaves_nothing_urgent(
         _submit(tmp_path, [_spec("urg-broken-1", "high")], client)
 
     assert client.urgent_at_start == [1]
+    assert urgency.in_flight() == 0
+
+
+def _replay_scenario(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: NotingStarts, name: str
+) -> None:
+    """Submit a high job, let it start and end in a dead letter, then replay it."""
+
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "state.sqlite3")
+        await store.open()
+
+        async def our_store() -> SqliteStore:
+            return store
+
+        monkeypatch.setattr(service, "get_store", our_store)
+        spec = _spec(name, "high")
+        try:
+            await submission.submit_and_start(store, spec, client)  # type: ignore[arg-type]
+            submission.urgent_work.end(spec.instance_id)  # as run_attempt does
+            await service.dead_letter(store, spec.id, "permanent failure")
+            await api._replay(spec.id, {"high": client})  # type: ignore[dict-item]
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_replayed_high_job_is_urgent_until_its_attempt_is_recorded(
+    tmp_path: Path, urgency: Urgency, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = NotingStarts(urgency)
+
+    _replay_scenario(tmp_path, monkeypatch, client, "urg-replay-1")
+
+    assert client.urgent_at_start == [1, 1], "the replay's start was not urgent"
+    assert urgency.in_flight() == 1
+
+
+def test_a_replay_whose_start_fails_leaves_nothing_urgent(
+    tmp_path: Path, urgency: Urgency, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = NotingStarts(urgency)
+    failing_from_the_second = iter([False, True])
+    original = client.start_new
+
+    async def start_new(name: str, instance_id: str, payload: object) -> str:
+        client.fail = next(failing_from_the_second)
+        return await original(name, instance_id, payload)
+
+    monkeypatch.setattr(client, "start_new", start_new)
+
+    with pytest.raises(ConnectionError):
+        _replay_scenario(tmp_path, monkeypatch, client, "urg-replay-2")
+
+    assert client.urgent_at_start == [1, 1]
     assert urgency.in_flight() == 0
