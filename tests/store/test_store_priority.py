@@ -13,6 +13,8 @@ from duralane.lending import PriorityLender
 from duralane.store import sqlite
 from duralane.store.priority import PriorityWorkers, current_priority, store_priority
 from duralane.store.sqlite import SqliteStore
+from duralane.urgency import Urgency
+from triggers import submission
 from triggers.submission import submit_and_start
 
 WAIT_SECONDS = 10
@@ -158,8 +160,11 @@ class PriorityNotingStore(SqliteStore):
 
 @pytest.mark.parametrize(("lane", "priority"), [("high", 2), ("normal", 1), ("low", 0)])
 def test_a_submission_stores_its_job_at_its_lanes_priority(
-    tmp_path: Path, lane: str, priority: int
+    tmp_path: Path, lane: str, priority: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A high job would stay urgent in the process's own Urgency after the test.
+    monkeypatch.setattr(submission, "urgent_work", Urgency(switch_seconds=None))
+
     async def scenario() -> tuple[list[int], list[str], int]:
         store = PriorityNotingStore(tmp_path / "state.sqlite3")
         await store.open()
