@@ -1,0 +1,67 @@
+"""One load of many instances gives each exactly what a load of it alone would."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from duralane.runtime.episode import Instance, Message, started_event
+from duralane.runtime.history import EventType, event
+from duralane.runtime.hubstore import HubStore
+
+HUB = "LoadHub"
+
+
+def _create(store: HubStore, instance_id: str, now: float) -> None:
+    instance = Instance(instance_id, "echo", "exec-1", input='"x"', created_at=now)
+    moment = datetime.fromtimestamp(now).astimezone()
+    started = Message(instance_id, started_event(instance, moment), now, "exec-1")
+    store.create_instance(HUB, instance, started)
+
+
+def _raise(store: HubStore, instance_id: str, name: str, visible_at: float) -> None:
+    moment = datetime.fromtimestamp(visible_at).astimezone()
+    raised = event(EventType.EVENT_RAISED, moment, Name=name, Input='"v"')
+    store.enqueue(HUB, [Message(instance_id, raised, visible_at)])
+
+
+def test_a_batch_load_matches_single_loads_message_for_message(tmp_path: Path) -> None:
+    """Due messages per instance in stored order, later ones left out, and an
+    id with messages but no instance loads as None with its messages."""
+    store = HubStore(tmp_path / "runtime.sqlite3")
+    now = time.time()
+    try:
+        for instance_id in ("load-a", "load-b", "load-c"):
+            _create(store, instance_id, now)
+        _raise(store, "load-a", "first", now)
+        _raise(store, "load-c", "due", now)
+        _raise(store, "load-c", "later", now + 3600)
+        _raise(store, "load-orphan", "nobody", now)
+        _raise(store, "load-a", "second", now)
+        ids = ["load-c", "load-missing", "load-a", "load-orphan", "load-b"]
+
+        batch = store.load_many(HUB, ids, now + 1)
+        alone = [store.load(HUB, instance_id, now + 1) for instance_id in ids]
+    finally:
+        store.stop_writer()
+        store.close()
+
+    assert batch == alone
+
+    started = "started"
+
+    def names(index: int) -> list[str]:
+        """The raised events' names; the ExecutionStarted message as "started"."""
+        raised = EventType.EVENT_RAISED
+        return [
+            m.event["Name"] if m.event["EventType"] == raised else started
+            for m in batch[index].pending
+        ]
+
+    assert names(0) == [started, "due"], "the later message was not left out"
+    assert batch[1].instance is None and batch[1].pending == []
+    assert names(2) == [started, "first", "second"], "not in stored order"
+    assert batch[3].instance is None and names(3) == ["nobody"]
+    assert batch[4].instance is not None and names(4) == [started]
+    assert [m.id for m in batch[2].pending] == sorted(m.id for m in batch[2].pending)
