@@ -364,15 +364,17 @@ class HubStore:
         """Store a new instance and its ExecutionStarted message, or refuse."""
 
         def apply(db: sqlite3.Connection) -> None:
-            row = db.execute(
-                "SELECT status FROM instances WHERE hub=? AND instance_id=?",
-                (hub, instance.instance_id),
-            ).fetchone()
-            if row is not None:
+            # One statement for the common case, a new id; only a taken one
+            # needs its status read.
+            if not self._write_instance(db, hub, instance, only_new=True):
+                row = db.execute(
+                    "SELECT status FROM instances WHERE hub=? AND instance_id=?",
+                    (hub, instance.instance_id),
+                ).fetchone()
                 if row[0] not in TERMINAL_STATUSES:
                     raise InstanceExists(instance.instance_id, row[0])
                 self._delete_instance(db, hub, instance.instance_id)
-            self._write_instance(db, hub, instance)
+                self._write_instance(db, hub, instance)
             self._insert_messages(db, hub, [started])
 
         self.write_and_wait(apply, after, hub=hub)
@@ -602,7 +604,8 @@ class HubStore:
                 after()
 
         def apply(db: sqlite3.Connection) -> None:
-            if result.consumed:
+            # A finished or restarted instance loses all its messages below.
+            if result.consumed and not (result.finished or result.reset_history):
                 marks = ",".join("?" * len(result.consumed))
                 db.execute(
                     f"DELETE FROM messages WHERE id IN ({marks})", result.consumed
@@ -795,13 +798,17 @@ class HubStore:
         hub: str,
         instance: Instance,
         history_length: int = 0,
-    ) -> None:
-        db.execute(
+        *,
+        only_new: bool = False,
+    ) -> bool:
+        """Insert or update an instance's row; with only_new, False if it exists."""
+        cursor = db.execute(
             # An upsert, not INSERT OR REPLACE: a replace deletes and
             # re-inserts the row, touching every index.
             f"INSERT INTO instances (hub, {INSTANCE_COLUMNS}) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-            f"ON CONFLICT (hub, instance_id) DO UPDATE SET {UPSERT_COLUMNS}",
+            "ON CONFLICT (hub, instance_id) DO "
+            + ("NOTHING" if only_new else f"UPDATE SET {UPSERT_COLUMNS}"),
             (
                 hub,
                 instance.instance_id,
@@ -821,6 +828,7 @@ class HubStore:
                 history_length,
             ),
         )
+        return cursor.rowcount > 0
 
     def _history_texts(
         self, hub: str, instance_id: str, remember: bool = False

@@ -1,4 +1,4 @@
-"""One load of many instances gives each exactly what a load of it alone would."""
+"""The hub store's reads and creates: batch loads, and ids taken or free again."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from duralane.runtime.episode import Instance, Message, started_event
+import pytest
+
+from duralane.runtime.episode import EpisodeResult, Instance, Message, started_event
 from duralane.runtime.history import EventType, event
-from duralane.runtime.hubstore import HubStore
+from duralane.runtime.hubstore import HubStore, InstanceExists
 
 HUB = "LoadHub"
 
@@ -65,3 +67,39 @@ def test_a_batch_load_matches_single_loads_message_for_message(tmp_path: Path) -
     assert batch[3].instance is None and names(3) == ["nobody"]
     assert batch[4].instance is not None and names(4) == [started]
     assert [m.id for m in batch[2].pending] == sorted(m.id for m in batch[2].pending)
+
+
+def test_creating_over_a_finished_instance_starts_it_afresh(tmp_path: Path) -> None:
+    """A running id is refused; a finished one is replaced, old history and all."""
+    store = HubStore(tmp_path / "runtime.sqlite3")
+    now = time.time()
+    try:
+        _create(store, "create-a", now)
+        with pytest.raises(InstanceExists):
+            _create(store, "create-a", now)
+
+        loaded = store.load(HUB, "create-a", now + 1)
+        assert loaded.instance is not None
+        moment = datetime.fromtimestamp(now + 1).astimezone()
+        loaded.instance.status = "Completed"
+        finished = EpisodeResult(
+            instance=loaded.instance,
+            consumed=[m.id for m in loaded.pending if m.id is not None],
+            new_history=[event(EventType.EXECUTION_COMPLETED, moment)],
+            finished=True,
+        )
+        store.commit_episode(HUB, finished)
+        assert store.load(HUB, "create-a", now + 1).pending == []
+        assert len(store.history(HUB, "create-a")) == 1
+
+        _create(store, "create-a", now + 2)
+        again = store.load(HUB, "create-a", now + 3)
+    finally:
+        store.stop_writer()
+        store.close()
+
+    assert again.instance is not None and again.instance.status == "Pending"
+    assert again.history == [], "the finished run's history survived"
+    assert [m.event["EventType"] for m in again.pending] == [
+        EventType.EXECUTION_STARTED
+    ]
