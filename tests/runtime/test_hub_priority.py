@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from duralane.runtime.app import AppIndex
 from duralane.runtime.config import load_host_config
 from duralane.runtime.engine import (
     EpisodeJob,
@@ -117,6 +118,32 @@ def test_task_hub_priority_is_read_from_host_json(tmp_path: Path) -> None:
     assert [hub.priority for hub in config.hubs] == [2, 0]
 
 
+def _low_and_high_hubs(
+    store: HubStore,
+    index: AppIndex,
+    loop: asyncio.AbstractEventLoop,
+    **options: Any,
+) -> dict[str, HubWorker]:
+    """Started workers for LowHub (priority 0) and HighHub (2), one slot each."""
+    workers = {
+        hub: HubWorker(
+            hub,
+            store,
+            index,
+            loop,
+            max_orchestrations=1,
+            max_activities=1,
+            client_factory=lambda entry: {},
+            priority=priority,
+            **options,
+        )
+        for hub, priority in (("LowHub", 0), ("HighHub", 2))
+    }
+    for worker in workers.values():
+        worker.start()
+    return workers
+
+
 def test_a_high_hub_instance_completes_before_a_low_hubs_backlog(
     tmp_path: Path,
 ) -> None:
@@ -127,22 +154,7 @@ def test_a_high_hub_instance_completes_before_a_low_hubs_backlog(
     store = HubStore(tmp_path / "runtime.sqlite3")
     processes = EpisodeProcesses(CRASH_APP, 1)
     loop = asyncio.new_event_loop()  # the app has no async activities to run
-    workers = {
-        hub: HubWorker(
-            hub,
-            store,
-            crash_app(),
-            loop,
-            max_orchestrations=1,
-            max_activities=1,
-            client_factory=lambda entry: {},
-            processes=processes,
-            priority=priority,
-        )
-        for hub, priority in (("LowHub", 0), ("HighHub", 2))
-    }
-    for worker in workers.values():
-        worker.start()
+    workers = _low_and_high_hubs(store, crash_app(), loop, processes=processes)
     backlog = [unique("low") for _ in range(BACKLOG // 2)]
     try:
         for instance_id in backlog:
@@ -191,22 +203,7 @@ def test_a_low_hub_waits_while_urgent_work_starts_and_goes_on_when_it_has(
     urgency = Urgency(switch_seconds=None, hold_seconds=60)
     store = HubStore(tmp_path / "runtime.sqlite3")
     loop = asyncio.new_event_loop()  # the app has no async activities to run
-    workers = {
-        hub: HubWorker(
-            hub,
-            store,
-            crash_app(),
-            loop,
-            max_orchestrations=1,
-            max_activities=1,
-            client_factory=lambda entry: {},
-            priority=priority,
-            urgency=urgency,
-        )
-        for hub, priority in (("LowHub", 0), ("HighHub", 2))
-    }
-    for worker in workers.values():
-        worker.start()
+    workers = _low_and_high_hubs(store, crash_app(), loop, urgency=urgency)
 
     def status(hub: str, instance_id: str) -> str | None:
         found = store.get_instance(hub, instance_id)
