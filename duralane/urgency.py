@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 # The longest any one piece of work waits at one checkpoint.
 HOLD_SECONDS = 0.05
 # The interpreter's thread switch interval while urgent work is in flight. Kept
-# short only then: switching this often all the time costs the flood more than
-# it gives.
+# short only then: kept short all the time, the high lane's tail was no better
+# (docs/runtime.md, "Lane latency").
 URGENT_SWITCH_SECONDS = 0.0005
 
 
