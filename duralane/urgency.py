@@ -127,6 +127,8 @@ class Urgency:
 
     def hold_off(self, priority: int) -> None:
         """Block this thread while more urgent work starts, hold_seconds at most."""
+        if not self._urgent:  # the common case, on every episode and activity
+            return
         since = self._clock()
         # Checked and waited under one lock, so an end() in between is not missed.
         with self._condition:
