@@ -377,7 +377,14 @@ class HubStore:
                 self._write_instance(db, hub, instance)
             self._insert_messages(db, hub, [started])
 
-        self.write_and_wait(apply, after, hub=hub)
+        def created() -> None:
+            # A new execution's history is empty: its first episode need not
+            # read the file to learn that.
+            self._remember_history((hub, instance.instance_id), [], True, False)
+            if after is not None:
+                after()
+
+        self.write_and_wait(apply, created, hub=hub)
 
     def get_instance(self, hub: str, instance_id: str) -> Instance | None:
         """Read one instance, or None."""

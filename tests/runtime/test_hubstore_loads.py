@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -102,4 +103,41 @@ def test_creating_over_a_finished_instance_starts_it_afresh(tmp_path: Path) -> N
     assert again.history == [], "the finished run's history survived"
     assert [m.event["EventType"] for m in again.pending] == [
         EventType.EXECUTION_STARTED
+    ]
+
+
+def test_a_new_instance_loads_its_empty_history_without_reading_the_file(
+    tmp_path: Path,
+) -> None:
+    """Creating an instance caches its empty history; its first load has none
+    to read, and an episode's commit extends what the next load sees."""
+    store = HubStore(tmp_path / "runtime.sqlite3")
+    now = time.time()
+    statements: list[str] = []
+    try:
+        _create(store, "fresh-a", now)
+        store._connection().set_trace_callback(statements.append)
+        first = store.load(HUB, "fresh-a", now + 1)
+        store._connection().set_trace_callback(None)
+
+        assert first.instance is not None
+        moment = datetime.fromtimestamp(now + 1).astimezone()
+        store.commit_episode(
+            HUB,
+            EpisodeResult(
+                instance=first.instance,
+                consumed=[m.id for m in first.pending if m.id is not None],
+                new_history=[event(EventType.ORCHESTRATOR_STARTED, moment)],
+            ),
+        )
+        _raise(store, "fresh-a", "next", now + 1)
+        second = store.load(HUB, "fresh-a", now + 2)
+    finally:
+        store.stop_writer()
+        store.close()
+
+    assert first.history == []
+    assert not [s for s in statements if "FROM history" in s], statements
+    assert [e["EventType"] for e in map(json.loads, second.history)] == [
+        EventType.ORCHESTRATOR_STARTED
     ]
