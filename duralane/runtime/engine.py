@@ -46,6 +46,7 @@ from duralane.runtime.episode import (
     Instance,
     Message,
     fail_instance,
+    install_executor_reuse,
     install_fast_timestamps,
     run_episode,
     started_event,
@@ -352,6 +353,7 @@ def serve_episodes() -> None:
     ).start()
     index = load_app(Path(app_path))
     install_fast_timestamps()
+    install_executor_reuse()
     conn.send(READY)
     while True:
         try:
@@ -464,8 +466,10 @@ class HubWorker:
 
     def start(self) -> None:
         """Rebuild the ready set from the store, then start the dispatchers."""
-        if self.processes is None and install_fast_timestamps():
-            logger.info("hub %s replays with the fast timestamp parse", self.hub)
+        if self.processes is None:
+            install_executor_reuse()
+            if install_fast_timestamps():
+                logger.info("hub %s replays with the fast timestamp parse", self.hub)
         now = self.clock()
         for instance_id, visible_at in self.store.due_instances(self.hub):
             self._ready.add(instance_id, visible_at, now)

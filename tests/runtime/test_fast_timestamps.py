@@ -1,7 +1,12 @@
-"""The fast timestamp parse gives the SDK exactly what dateutil would."""
+"""The runtime's SDK speed-ups change nothing an orchestration can observe.
+
+The fast timestamp parse gives the SDK exactly what dateutil would, and the
+executor's reused namedtuple class replays the same actions and output.
+"""
 
 from __future__ import annotations
 
+import collections
 import functools
 import importlib
 import json
@@ -25,6 +30,7 @@ from duralane.runtime.history import EventType, event, utc_text
 from tests.runtime.harness import APPS
 
 sdk_history = importlib.import_module(episode.SDK_HISTORY_MODULE)
+sdk_executor = importlib.import_module(episode.SDK_EXECUTOR_MODULE)
 CLOCK_APP = APPS / "timestamps" / "timestamp_sample_app.py"
 START = 1_780_000_000.25
 
@@ -131,3 +137,43 @@ def test_host_json_can_turn_the_fast_parse_off(tmp_path: Path) -> None:
     (tmp_path / "host.json").write_text(json.dumps(document))
 
     assert load_host_config(tmp_path).fast_timestamps is False
+
+
+def payload_class() -> type:
+    """The namedtuple class a fresh SDK executor builds for its event table."""
+    executor = sdk_executor.TaskOrchestrationExecutor()
+    return type(next(iter(executor.event_to_SetTaskValuePayload.values())))
+
+
+def test_executor_reuse_builds_the_payload_class_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the reuse every executor makes a new class; with it, one class."""
+    monkeypatch.setattr(sdk_executor, "namedtuple", collections.namedtuple)
+    assert payload_class() is not payload_class()
+
+    assert episode.install_executor_reuse()
+    assert payload_class() is payload_class()
+    assert payload_class()._fields == ("is_success", "task_id_key")
+
+
+def test_executor_reuse_replays_identically(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same actions, timers and output with and without the reused class."""
+    monkeypatch.setattr(sdk_executor, "namedtuple", collections.namedtuple)
+    with_sdk_class = replay_clock_orchestrator()
+
+    assert episode.install_executor_reuse()
+    with_reuse = replay_clock_orchestrator()
+
+    assert with_reuse == with_sdk_class
+
+
+def test_executor_reuse_stays_off_on_an_sdk_without_namedtuple(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An SDK release that builds its table another way is left alone."""
+    other = object()
+    monkeypatch.setattr(sdk_executor, "namedtuple", other)
+
+    assert not episode.install_executor_reuse()
+    assert sdk_executor.namedtuple is other
