@@ -90,28 +90,42 @@ async def submit(
     """Store a new job, or return the one already submitted under its key."""
     now = now or utc_now()
     marker = {"id": f"idem-{spec.instance_id}", "jobId": spec.id}
+    record = JobRecord.new(spec, now)
     try:
-        await store.create(IDEMPOTENCY, marker)
-    except RecordExists:
-        existing = await store.read(IDEMPOTENCY, marker["id"])
-        job_id = str(existing["jobId"])
-        try:
-            record = from_doc(await store.read(JOBS, job_id))
-        except RecordNotFound:
-            # The first submit died between its marker and its job: finish it.
-            logger.warning(
-                "job %s under key %s had a marker but no record; creating it",
-                job_id,
-                spec.idempotency_key,
-            )
-            return await _create_job(store, spec.model_copy(update={"id": job_id}), now)
-        logger.info(
-            "job %s resubmitted under key %s; returning the existing job",
-            record.job_id,
+        # The key's marker and the job in one write: one trip to the store,
+        # not two, on the path every high-lane start waits for.
+        await store.create_all([(IDEMPOTENCY, marker), (JOBS, to_doc(record))])
+    except RecordExists as taken:
+        if taken.container != IDEMPOTENCY:
+            # The job id is taken (where creates run in order, by a twin that
+            # raced us after our marker): that job stands.
+            return Submission(await get_job(store, record.job_id), created=False)
+        return await _resubmitted(store, spec, now)
+    _log_submitted(record)
+    return Submission(record, created=True)
+
+
+async def _resubmitted(store: Store, spec: JobSpec, now: datetime) -> Submission:
+    """The job already stored under this key, finished if its first submit died."""
+    marker = await store.read(IDEMPOTENCY, f"idem-{spec.instance_id}")
+    job_id = str(marker["jobId"])
+    try:
+        record = from_doc(await store.read(JOBS, job_id))
+    except RecordNotFound:
+        # Where creates run in order, the first submit may have died between
+        # its marker and its job: finish it.
+        logger.warning(
+            "job %s under key %s had a marker but no record; creating it",
+            job_id,
             spec.idempotency_key,
         )
-        return Submission(record, created=False)
-    return await _create_job(store, spec, now)
+        return await _create_job(store, spec.model_copy(update={"id": job_id}), now)
+    logger.info(
+        "job %s resubmitted under key %s; returning the existing job",
+        record.job_id,
+        spec.idempotency_key,
+    )
+    return Submission(record, created=False)
 
 
 async def _create_job(store: Store, spec: JobSpec, now: datetime) -> Submission:
@@ -121,6 +135,12 @@ async def _create_job(store: Store, spec: JobSpec, now: datetime) -> Submission:
         await store.create(JOBS, to_doc(record))
     except RecordExists:
         return Submission(await get_job(store, record.job_id), created=False)
+    _log_submitted(record)
+    return Submission(record, created=True)
+
+
+def _log_submitted(record: JobRecord) -> None:
+    spec = record.spec
     logger.info(
         "%s job %s kind %s lane %s instance %s",
         events.JOB_SUBMITTED,
@@ -135,7 +155,6 @@ async def _create_job(store: Store, spec: JobSpec, now: datetime) -> Submission:
             events.ATTR_INSTANCE_ID: record.instance_id,
         },
     )
-    return Submission(record, created=True)
 
 
 async def get_job(store: Store, job_id: str) -> JobRecord:

@@ -133,6 +133,36 @@ class Store(ABC):
         # The caller's own values, not the blob references: no download needed.
         return {**full, ETAG: created[ETAG]}
 
+    async def create_all(self, records: list[tuple[str, Doc]]) -> list[Doc]:
+        """Insert several new records in one write where the backend can.
+
+        SQLite commits all or none. Cosmos DB transactions stop at one
+        partition, so there they are created in order and those before a taken
+        id stay. RecordExists names the first taken id and its container.
+        """
+        prepared: list[tuple[ContainerSpec, Doc, Doc, Meter]] = []
+        for container, doc in records:
+            spec = container_spec(container)
+            full, stored = await self._prepare(spec, doc)
+            prepared.append((spec, full, stored, Meter()))
+        if not prepared:
+            return []
+
+        started = time.perf_counter()
+        try:
+            created = await self._create_all(
+                [(spec, stored, meter) for spec, _, stored, meter in prepared]
+            )
+        finally:
+            # The records share one write, so each is charged an equal part.
+            share = (time.perf_counter() - started) / len(prepared)
+            for spec, full, _, meter in prepared:
+                self._account("create", spec, full["id"], meter, share)
+        return [
+            {**full, ETAG: made[ETAG]}
+            for (_, full, _, _), made in zip(prepared, created, strict=True)
+        ]
+
     async def read(
         self, container: str, record_id: str, *, partition_key: str | None = None
     ) -> Doc:
@@ -283,6 +313,12 @@ class Store(ABC):
     @abstractmethod
     async def _create(self, spec: ContainerSpec, doc: Doc, meter: Meter) -> Doc: ...
 
+    async def _create_all(
+        self, items: list[tuple[ContainerSpec, Doc, Meter]]
+    ) -> list[Doc]:
+        """Create in order; a backend with transactions across records overrides it."""
+        return [await self._create(spec, doc, meter) for spec, doc, meter in items]
+
     @abstractmethod
     async def _read(
         self, spec: ContainerSpec, pk: str, record_id: str, meter: Meter
@@ -399,18 +435,28 @@ class Store(ABC):
         try:
             return await call(meter)
         finally:
-            elapsed = time.perf_counter() - started
-            job_id = current_job()
-            if job_id is None and spec.name == "jobs" and record_id != "*":
-                job_id = record_id
-            self._ledger.record(f"{op}:{spec.name}", job_id, meter, elapsed)
-            logger.debug(
-                "store op=%s container=%s id=%s job=%s ru=%.2f rows=%d ms=%.2f",
-                op,
-                spec.name,
-                record_id,
-                job_id,
-                meter.request_units,
-                meter.rows,
-                elapsed * 1000,
-            )
+            self._account(op, spec, record_id, meter, time.perf_counter() - started)
+
+    def _account(
+        self,
+        op: str,
+        spec: ContainerSpec,
+        record_id: str,
+        meter: Meter,
+        elapsed: float,
+    ) -> None:
+        """Charge one operation to its job in the ledger, and log it."""
+        job_id = current_job()
+        if job_id is None and spec.name == "jobs" and record_id != "*":
+            job_id = record_id
+        self._ledger.record(f"{op}:{spec.name}", job_id, meter, elapsed)
+        logger.debug(
+            "store op=%s container=%s id=%s job=%s ru=%.2f rows=%d ms=%.2f",
+            op,
+            spec.name,
+            record_id,
+            job_id,
+            meter.request_units,
+            meter.rows,
+            elapsed * 1000,
+        )

@@ -407,6 +407,30 @@ class SqliteStore(Store):
         etag = await self._run(spec.name, record_id, lambda: self._write(create))
         return {**doc, ETAG: etag}
 
+    async def _create_all(
+        self, items: list[tuple[ContainerSpec, Doc, Meter]]
+    ) -> list[Doc]:
+        def create_all(connection: sqlite3.Connection) -> list[str]:
+            etags = []
+            for spec, doc, meter in items:
+                pk, record_id = doc[spec.partition_key], doc["id"]
+                if self._live_row(connection, spec, pk, record_id) is not None:
+                    meter.add(rows=1)
+                    raise RecordExists(
+                        spec.name, record_id, "a record with this id exists"
+                    )
+                etags.append(self._store_row(connection, spec, doc))
+                meter.add(rows=2)
+            return etags
+
+        first = items[0][1]["id"]
+        etags = await self._run(
+            items[0][0].name, first, lambda: self._write(create_all)
+        )
+        return [
+            {**doc, ETAG: etag} for (_, doc, _), etag in zip(items, etags, strict=True)
+        ]
+
     async def _read(
         self, spec: ContainerSpec, pk: str, record_id: str, meter: Meter
     ) -> Doc:

@@ -6,7 +6,7 @@ from pathlib import Path
 from duralane.jobs import service
 from duralane.jobs.model import parse_job_spec
 from duralane.settings import Settings
-from duralane.store import build_store
+from duralane.store import RecordNotFound, build_store
 
 
 def run_with_store(tmp_path: Path, steps):
@@ -56,3 +56,24 @@ def test_a_submit_that_died_after_its_marker_is_finished_by_the_next(
 
     assert retried.created and retried.record.job_id == "sub-b1"
     assert not again.created and again.record.job_id == "sub-b1"
+
+
+def test_a_job_id_taken_under_another_key_returns_that_job_and_claims_no_key(
+    tmp_path: Path,
+) -> None:
+    async def steps(store):
+        first = await service.submit(store, spec("sub-c1", key="sub-key-c1"))
+        clashing = spec("sub-c1", key="sub-key-c2")
+        clash = await service.submit(store, clashing)
+        try:
+            await store.read(service.IDEMPOTENCY, f"idem-{clashing.instance_id}")
+        except RecordNotFound:
+            return first, clash, False
+        return first, clash, True
+
+    first, clash, claimed = run_with_store(tmp_path, steps)
+
+    assert first.created and not clash.created
+    assert clash.record.job_id == "sub-c1"
+    assert clash.record.spec.idempotency_key == "sub-key-c1"
+    assert not claimed, "the clashing submit claimed its key anyway"

@@ -116,6 +116,36 @@ def test_concurrent_creates_of_one_id_let_exactly_one_win(run, store):
     assert run(store.read("jobs", job_id))["winner"] == winners[0]["winner"]
 
 
+def test_create_all_stores_every_record_with_its_own_etag(run, store):
+    job_id, lease_id = unique("job"), unique("lease")
+    created = run(
+        store.create_all([("leases", {"id": lease_id}), ("jobs", job(job_id))])
+    )
+
+    assert [doc["id"] for doc in created] == [lease_id, job_id]
+    assert run(store.read("leases", lease_id))[ETAG] == created[0][ETAG]
+    assert run(store.read("jobs", job_id))[ETAG] == created[1][ETAG]
+    assert store.usage()["create:jobs"]["count"] >= 1
+    assert store.usage()["create:leases"]["count"] >= 1
+
+
+def test_create_all_names_the_taken_id_and_keeps_what_existed(run, store):
+    job_id, lease_id = unique("job"), unique("lease")
+    run(store.create("jobs", job(job_id, status="running")))
+
+    with pytest.raises(RecordExists) as caught:
+        run(store.create_all([("leases", {"id": lease_id}), ("jobs", job(job_id))]))
+
+    assert (caught.value.container, caught.value.record_id) == ("jobs", job_id)
+    assert run(store.read("jobs", job_id))["status"] == "running"
+    # SQLite writes all or none; Cosmos DB creates in order (see create_all).
+    if isinstance(store, CosmosStore):
+        assert run(store.read("leases", lease_id))["id"] == lease_id
+    else:
+        with pytest.raises(RecordNotFound):
+            run(store.read("leases", lease_id))
+
+
 def test_replace_with_the_current_etag_writes_and_changes_the_etag(run, store):
     job_id = unique("job")
     created = run(store.create("jobs", job(job_id)))

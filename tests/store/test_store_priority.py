@@ -157,6 +157,12 @@ class PriorityNotingStore(SqliteStore):
         self.create_priorities.append(current_priority())
         return await super().create(container, doc)
 
+    async def create_all(
+        self, records: list[tuple[str, dict[str, object]]]
+    ) -> list[dict[str, object]]:
+        self.create_priorities.append(current_priority())
+        return await super().create_all(records)
+
 
 @pytest.mark.parametrize(("lane", "priority"), [("high", 2), ("normal", 1), ("low", 0)])
 def test_a_submission_stores_its_job_at_its_lanes_priority(
