@@ -29,7 +29,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -519,6 +519,17 @@ class HubWorker:
         self, name: str, instance_id: str | None, input_text: str | None
     ) -> Instance:
         """Create an instance and queue its ExecutionStarted message."""
+        instance, committed = self.submit_start(name, instance_id, input_text)
+        committed.result()
+        return instance
+
+    def submit_start(
+        self, name: str, instance_id: str | None, input_text: str | None
+    ) -> tuple[Instance, Future[None]]:
+        """start_instance without the wait: the instance, and its commit to await.
+
+        The future raises InstanceExists when the id is taken by a running one.
+        """
         now = self.clock()
         instance = Instance(
             instance_id=instance_id or uuid.uuid4().hex,
@@ -535,10 +546,10 @@ class HubWorker:
             event=started_event(instance, moment),
             visible_at=now,
         )
-        self.store.create_instance(
+        committed = self.store.submit_instance(
             self.hub, instance, started, lambda: self._arrived([started])
         )
-        return instance
+        return instance, committed
 
     def send_control(self, instance_id: str, kind: EventType, **fields: Any) -> None:
         """Queue a control event (raise, terminate, suspend, resume) for an instance."""

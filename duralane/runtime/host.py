@@ -142,9 +142,10 @@ class Runtime:
     async def start(self) -> None:
         """Start serving; returns once the port is bound and the workers run."""
         self.loop = asyncio.get_running_loop()
-        # Starts and control operations wait for their commit on the loop's
-        # default executor (asyncio.to_thread); its stock size, cores + 4,
-        # let a flood of one lane's starts make another lane's start queue.
+        # Control operations wait for their commit on the loop's default
+        # executor (asyncio.to_thread); its stock size, cores + 4, let a flood
+        # of one lane's calls make another lane's call queue. Starts await
+        # their commit on the loop itself.
         self.loop.set_default_executor(
             ThreadPoolExecutor(START_THREADS, thread_name_prefix="start")
         )

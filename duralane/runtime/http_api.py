@@ -299,9 +299,10 @@ class HttpApi:
                 raise ValueError(f"request body is not JSON: {exc}") from exc
             input_text = decoded if isinstance(decoded, str) else json.dumps(decoded)
         try:
-            instance = await asyncio.to_thread(
-                worker.start_instance, name, instance_id, input_text
-            )
+            # Awaited on the loop, not in a thread: a start only waits for the
+            # store's writer, and a thread hop per start costs every lane.
+            instance, committed = worker.submit_start(name, instance_id, input_text)
+            await asyncio.wrap_future(committed)
         except InstanceExists as exc:
             return 409, {"Message": str(exc), "ExceptionMessage": str(exc)}
         return 202, management_payload(

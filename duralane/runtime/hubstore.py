@@ -362,6 +362,19 @@ class HubStore:
         after: Callable[[], None] | None = None,
     ) -> None:
         """Store a new instance and its ExecutionStarted message, or refuse."""
+        self.submit_instance(hub, instance, started, after).result()
+
+    def submit_instance(
+        self,
+        hub: str,
+        instance: Instance,
+        started: Message,
+        after: Callable[[], None] | None = None,
+    ) -> Future[None]:
+        """Queue create_instance's write; the future settles once it is committed.
+
+        An event loop can await it without tying up a thread while it waits.
+        """
 
         def apply(db: sqlite3.Connection) -> None:
             # One statement for the common case, a new id; only a taken one
@@ -384,7 +397,9 @@ class HubStore:
             if after is not None:
                 after()
 
-        self.write_and_wait(apply, created, hub=hub)
+        future: Future[None] = Future()
+        self._submit(_Write(apply, created, None, future, self._priority(hub)))
+        return future
 
     def get_instance(self, hub: str, instance_id: str) -> Instance | None:
         """Read one instance, or None."""
