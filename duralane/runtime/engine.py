@@ -52,7 +52,12 @@ from duralane.runtime.episode import (
     started_event,
 )
 from duralane.runtime.history import EventType, event
-from duralane.runtime.hubstore import HubStore, LoadedInstance
+from duralane.runtime.hubstore import (
+    EpisodeRows,
+    HubStore,
+    LoadedInstance,
+    MessageRow,
+)
 from duralane.urgency import Urgency, urgent_work
 
 logger = logging.getLogger(__name__)
@@ -185,8 +190,8 @@ class ReadySet:
 
 
 EpisodeJob = tuple[Instance, list[str], list[Message], float]
-# Per job: the result, or the formatted error of a crash inside the runtime.
-EpisodeOutcome = tuple[EpisodeResult | None, str | None]
+# Per job: the rows to store, or the formatted error of a crash in the runtime.
+EpisodeOutcome = tuple[EpisodeRows | None, str | None]
 
 
 class EpisodeProcess:
@@ -373,13 +378,13 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _run_job(index: AppIndex, job: EpisodeJob) -> EpisodeOutcome:
-    """One episode from stored text; a crash becomes its formatted traceback."""
+    """One episode from stored text to rows to store; a crash becomes its traceback."""
     instance, history, pending, now = job
     try:
         entry = index.orchestrators.get(instance.name)
         events = [json.loads(text) for text in history]
         handle = entry.call if entry else None
-        return run_episode(instance, events, pending, handle, now), None
+        return EpisodeRows.of(run_episode(instance, events, pending, handle, now)), None
     except Exception as exc:
         return None, "".join(traceback.format_exception(exc)).strip()
 
@@ -562,7 +567,7 @@ class HubWorker:
         )
         self.store.enqueue(self.hub, [message], lambda: self._arrived([message]))
 
-    def _arrived(self, messages: list[Message]) -> None:
+    def _arrived(self, messages: list[Message] | list[MessageRow]) -> None:
         """Messages are committed: their instances become ready when they are due.
 
         Runs on the store's writer thread, which wakes the dispatchers once
@@ -628,14 +633,14 @@ class HubWorker:
             return
         seconds = (time.perf_counter() - started) / len(jobs)
 
-        for (job, was_new), (result, error) in zip(prepared, outcomes, strict=True):
+        for (job, was_new), (rows, error) in zip(prepared, outcomes, strict=True):
             instance_id = job[0].instance_id
-            if result is None:
+            if rows is None:
                 self._crashed(instance_id, error or "no result")
                 continue
-            self._log_episode(result, was_new, seconds)
-            more = bool(result.consumed) and len(result.consumed) < len(job[2])
-            self._commit(instance_id, result, more)
+            self._log_episode(rows, was_new, seconds)
+            more = bool(rows.consumed) and len(rows.consumed) < len(job[2])
+            self._commit(instance_id, rows, more)
 
     def _prepare(
         self, instance_id: str, loaded: LoadedInstance, now: float
@@ -652,27 +657,27 @@ class HubWorker:
         with self._crash_lock:
             crashes = self._crashes.get(instance_id, 0)
         if crashes >= CRASH_ATTEMPTS:
-            result = self._give_up(instance, loaded.pending, now, crashes)
-            self._commit(instance_id, result, False)
+            rows = EpisodeRows.of(self._give_up(instance, loaded.pending, now, crashes))
+            self._commit(instance_id, rows, False)
             return None
         return instance, loaded.history, loaded.pending, now
 
-    def _commit(self, instance_id: str, result: EpisodeResult, more: bool) -> None:
+    def _commit(self, instance_id: str, rows: EpisodeRows, more: bool) -> None:
         """Queue an episode's commit; the instance is released once it is durable."""
 
         def committed() -> None:
-            self.episodes += result.ran_orchestrator
+            self.episodes += rows.ran_orchestrator
             with self._crash_lock:
                 self._crashes.pop(instance_id, None)
-            self._arrived(result.messages)
-            if result.activities:
+            self._arrived(rows.messages)
+            if rows.activities:
                 self._new_activities = True
             self._ready.release(instance_id, again=more, wake=False)
 
         def failed(error: BaseException) -> None:
             self._crashed(instance_id, _formatted(error))
 
-        self.store.submit_episode(self.hub, result, committed, failed)
+        self.store.submit_episode(self.hub, rows, committed, failed)
 
     def _crashed(self, instance_id: str, error: str) -> None:
         """Retry a crashed episode later, then fail the instance (see _give_up)."""
@@ -720,11 +725,9 @@ class HubWorker:
         )
         self.store.delete_messages(ids, hub=self.hub)
 
-    def _log_episode(
-        self, result: EpisodeResult, was_new: bool, seconds: float
-    ) -> None:
-        instance = result.instance
-        if was_new and result.ran_orchestrator:
+    def _log_episode(self, rows: EpisodeRows, was_new: bool, seconds: float) -> None:
+        instance = rows.instance
+        if was_new and rows.ran_orchestrator:
             # The execution id is the invocation id: it names this run of the
             # instance, and continue-as-new starts a new one.
             logger.info(
@@ -734,7 +737,7 @@ class HubWorker:
                 instance.instance_id,
                 self.hub,
             )
-        if result.finished or instance.status == "ContinuedAsNew":
+        if rows.finished or instance.status == "ContinuedAsNew":
             level = logging.WARNING if instance.status == "Failed" else logging.INFO
             logger.log(
                 level,
@@ -746,7 +749,7 @@ class HubWorker:
                 self.hub,
                 instance.status,
                 (instance.updated_at - instance.created_at) * 1000,
-                f": {result.error}" if result.error else "",
+                f": {rows.error}" if rows.error else "",
             )
         logger.debug("episode of %s took %.1f ms", instance.instance_id, seconds * 1000)
 

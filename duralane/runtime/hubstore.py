@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from duralane.runtime.episode import (
     TERMINAL_STATUSES,
@@ -147,6 +147,129 @@ class LoadedInstance:
     instance: Instance | None
     history: list[str]
     pending: list[Message]
+
+
+class InstanceRow(NamedTuple):
+    """An instance's columns as the store writes them, JSON already encoded."""
+
+    instance_id: str
+    name: str
+    execution_id: str
+    status: str
+    input: str | None
+    output: str | None
+    custom_status: str | None
+    parent_instance_id: str | None
+    parent_task_id: int | None
+    parent_meta: str | None
+    created_at: float
+    updated_at: float
+    next_event_id: int
+    recorded: str
+
+    @classmethod
+    def of(cls, instance: Instance) -> InstanceRow:
+        return cls(
+            instance.instance_id,
+            instance.name,
+            instance.execution_id,
+            instance.status,
+            instance.input,
+            instance.output,
+            instance.custom_status,
+            instance.parent_instance_id,
+            instance.parent_task_id,
+            json.dumps(instance.parent_meta) if instance.parent_meta else None,
+            instance.created_at,
+            instance.updated_at,
+            instance.next_event_id,
+            json.dumps(instance.recorded),
+        )
+
+
+class MessageRow(NamedTuple):
+    """A message's columns as the store writes them, JSON already encoded."""
+
+    instance_id: str
+    execution_id: str | None
+    timer_id: int | None
+    event: str
+    meta: str
+    visible_at: float
+
+    @classmethod
+    def of(cls, message: Message) -> MessageRow:
+        event = message.event
+        fired = event["EventType"] == EventType.TIMER_FIRED
+        return cls(
+            message.instance_id,
+            message.execution_id,
+            event.get("TimerId") if fired else None,
+            json.dumps(event),
+            json.dumps(message.meta),
+            message.visible_at,
+        )
+
+
+class ActivityRow(NamedTuple):
+    """Activity work's columns as the store writes them."""
+
+    instance_id: str
+    execution_id: str
+    task_id: int
+    name: str
+    input: str | None
+    meta: str
+
+
+@dataclass
+class EpisodeRows:
+    """Everything one episode changed, as the rows the store writes.
+
+    Episode processes build it from the EpisodeResult, so the JSON encoding
+    happens there and not in the runtime's process, which every hub shares.
+    """
+
+    instance: InstanceRow
+    # Events stored for the execution when the episode loaded it.
+    history_base: int
+    consumed: list[int]
+    history: list[str]
+    messages: list[MessageRow]
+    activities: list[ActivityRow]
+    children: list[InstanceRow]
+    cancelled_timers: list[int]
+    reset_history: bool
+    finished: bool
+    ran_orchestrator: bool
+    error: str | None
+
+    @classmethod
+    def of(cls, result: EpisodeResult) -> EpisodeRows:
+        return cls(
+            instance=InstanceRow.of(result.instance),
+            history_base=result.instance.history_length,
+            consumed=result.consumed,
+            history=[json.dumps(event) for event in result.new_history],
+            messages=[MessageRow.of(message) for message in result.messages],
+            activities=[
+                ActivityRow(
+                    work.instance_id,
+                    work.execution_id,
+                    work.task_id,
+                    work.name,
+                    work.input,
+                    json.dumps(work.meta),
+                )
+                for work in result.activities
+            ],
+            children=[InstanceRow.of(child) for child in result.children],
+            cancelled_timers=result.cancelled_timers,
+            reset_history=result.reset_history,
+            finished=result.finished,
+            ran_orchestrator=result.ran_orchestrator,
+            error=result.error,
+        )
 
 
 @dataclass
@@ -379,16 +502,17 @@ class HubStore:
         def apply(db: sqlite3.Connection) -> None:
             # One statement for the common case, a new id; only a taken one
             # needs its status read.
-            if not self._write_instance(db, hub, instance, only_new=True):
-                row = db.execute(
+            row = InstanceRow.of(instance)
+            if not self._write_instance(db, hub, row, only_new=True):
+                (status,) = db.execute(
                     "SELECT status FROM instances WHERE hub=? AND instance_id=?",
                     (hub, instance.instance_id),
                 ).fetchone()
-                if row[0] not in TERMINAL_STATUSES:
-                    raise InstanceExists(instance.instance_id, row[0])
+                if status not in TERMINAL_STATUSES:
+                    raise InstanceExists(instance.instance_id, status)
                 self._delete_instance(db, hub, instance.instance_id)
-                self._write_instance(db, hub, instance)
-            self._insert_messages(db, hub, [started])
+                self._write_instance(db, hub, row)
+            self._insert_messages(db, hub, [MessageRow.of(started)])
 
         def created() -> None:
             # A new execution's history is empty: its first episode need not
@@ -509,7 +633,11 @@ class HubStore:
     ) -> None:
         """Store messages for instances (events, timers, control operations)."""
         self.write_and_wait(
-            lambda db: self._insert_messages(db, hub, messages), after, hub=hub
+            lambda db: self._insert_messages(
+                db, hub, [MessageRow.of(message) for message in messages]
+            ),
+            after,
+            hub=hub,
         )
 
     def delete_messages(self, ids: list[int], *, hub: str | None = None) -> None:
@@ -599,103 +727,80 @@ class HubStore:
             db.execute("COMMIT")
 
     def commit_episode(self, hub: str, result: EpisodeResult) -> None:
-        """Store everything one episode changed, in one transaction."""
+        """Store everything one episode changed, in one transaction, and wait."""
         done: Future[None] = Future()
         self.submit_episode(
-            hub, result, lambda: done.set_result(None), done.set_exception
+            hub,
+            EpisodeRows.of(result),
+            lambda: done.set_result(None),
+            done.set_exception,
         )
         done.result()
 
     def submit_episode(
         self,
         hub: str,
-        result: EpisodeResult,
+        rows: EpisodeRows,
         after: Callable[[], None] | None = None,
         failed: Callable[[BaseException], None] | None = None,
     ) -> None:
         """Queue everything one episode changed, to commit atomically."""
-        instance = result.instance
-        key = (hub, instance.instance_id)
-        new_texts = [json.dumps(e) for e in result.new_history]
+        instance_id = rows.instance.instance_id
 
         def remember() -> None:
             self._remember_history(
-                key, new_texts, result.reset_history, result.finished
+                (hub, instance_id), rows.history, rows.reset_history, rows.finished
             )
             if after is not None:
                 after()
 
         def apply(db: sqlite3.Connection) -> None:
             # A finished or restarted instance loses all its messages below.
-            if result.consumed and not (result.finished or result.reset_history):
-                marks = ",".join("?" * len(result.consumed))
-                db.execute(
-                    f"DELETE FROM messages WHERE id IN ({marks})", result.consumed
-                )
-            if result.reset_history:
-                db.execute(
-                    "DELETE FROM history WHERE hub=? AND instance_id=?",
-                    (hub, instance.instance_id),
-                )
-                db.execute(
-                    "DELETE FROM activities WHERE hub=? AND instance_id=?",
-                    (hub, instance.instance_id),
-                )
-                db.execute(
-                    "DELETE FROM messages WHERE hub=? AND instance_id=?",
-                    (hub, instance.instance_id),
-                )
+            if rows.consumed and not (rows.finished or rows.reset_history):
+                marks = ",".join("?" * len(rows.consumed))
+                db.execute(f"DELETE FROM messages WHERE id IN ({marks})", rows.consumed)
+            if rows.reset_history:
+                for table in ("history", "activities", "messages"):
+                    db.execute(
+                        f"DELETE FROM {table} WHERE hub=? AND instance_id=?",
+                        (hub, instance_id),
+                    )
                 length = 0
             else:
                 # The instance was held since its load, so nothing else has
                 # appended to its history.
-                length = instance.history_length
-            if new_texts:
+                length = rows.history_base
+            if rows.history:
                 db.executemany(
                     "INSERT INTO history (hub, instance_id, seq, event) "
                     "VALUES (?,?,?,?)",
                     [
-                        (hub, instance.instance_id, length + offset, text)
-                        for offset, text in enumerate(new_texts)
+                        (hub, instance_id, length + offset, text)
+                        for offset, text in enumerate(rows.history)
                     ],
                 )
-            self._write_instance(db, hub, instance, length + len(new_texts))
-            for child in result.children:
+            self._write_instance(db, hub, rows.instance, length + len(rows.history))
+            for child in rows.children:
                 self._clear_finished(db, hub, child.instance_id)
                 self._write_instance(db, hub, child)
-            if result.finished:
-                db.execute(
-                    "DELETE FROM messages WHERE hub=? AND instance_id=?",
-                    (hub, instance.instance_id),
-                )
-                db.execute(
-                    "DELETE FROM activities WHERE hub=? AND instance_id=?",
-                    (hub, instance.instance_id),
-                )
-            for timer_id in result.cancelled_timers:
+            if rows.finished:
+                for table in ("messages", "activities"):
+                    db.execute(
+                        f"DELETE FROM {table} WHERE hub=? AND instance_id=?",
+                        (hub, instance_id),
+                    )
+            for timer_id in rows.cancelled_timers:
                 db.execute(
                     "DELETE FROM messages WHERE hub=? AND instance_id=? AND timer_id=?",
-                    (hub, instance.instance_id, timer_id),
+                    (hub, instance_id, timer_id),
                 )
-            self._insert_messages(db, hub, result.messages)
-            if not result.activities:
-                return
-            db.executemany(
-                "INSERT INTO activities (hub, instance_id, execution_id, task_id, "
-                "name, input, meta) VALUES (?,?,?,?,?,?,?)",
-                [
-                    (
-                        hub,
-                        work.instance_id,
-                        work.execution_id,
-                        work.task_id,
-                        work.name,
-                        work.input,
-                        json.dumps(work.meta),
-                    )
-                    for work in result.activities
-                ],
-            )
+            self._insert_messages(db, hub, rows.messages)
+            if rows.activities:
+                db.executemany(
+                    "INSERT INTO activities (hub, instance_id, execution_id, "
+                    "task_id, name, input, meta) VALUES (?,?,?,?,?,?,?)",
+                    [(hub, *work) for work in rows.activities],
+                )
 
         self.write(apply, remember, failed, hub=hub)
 
@@ -752,7 +857,7 @@ class HubStore:
                 # Work already removed belonged to a terminated or restarted
                 # instance: its result has nowhere to go.
                 if cursor.rowcount:
-                    self._insert_messages(db, hub, [message])
+                    self._insert_messages(db, hub, [MessageRow.of(message)])
 
         self.write(apply, after, failed, hub=hub)
 
@@ -791,34 +896,20 @@ class HubStore:
     # Helpers
 
     def _insert_messages(
-        self, db: sqlite3.Connection, hub: str, messages: list[Message]
+        self, db: sqlite3.Connection, hub: str, rows: list[MessageRow]
     ) -> None:
-        if not messages:
-            return
-        db.executemany(
-            "INSERT INTO messages (hub, instance_id, execution_id, timer_id, event, "
-            "meta, visible_at) VALUES (?,?,?,?,?,?,?)",
-            [
-                (
-                    hub,
-                    m.instance_id,
-                    m.execution_id,
-                    m.event.get("TimerId")
-                    if m.event["EventType"] == EventType.TIMER_FIRED
-                    else None,
-                    json.dumps(m.event),
-                    json.dumps(m.meta),
-                    m.visible_at,
-                )
-                for m in messages
-            ],
-        )
+        if rows:
+            db.executemany(
+                "INSERT INTO messages (hub, instance_id, execution_id, timer_id, "
+                "event, meta, visible_at) VALUES (?,?,?,?,?,?,?)",
+                [(hub, *row) for row in rows],
+            )
 
     def _write_instance(
         self,
         db: sqlite3.Connection,
         hub: str,
-        instance: Instance,
+        row: InstanceRow,
         history_length: int = 0,
         *,
         only_new: bool = False,
@@ -831,24 +922,7 @@ class HubStore:
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT (hub, instance_id) DO "
             + ("NOTHING" if only_new else f"UPDATE SET {UPSERT_COLUMNS}"),
-            (
-                hub,
-                instance.instance_id,
-                instance.name,
-                instance.execution_id,
-                instance.status,
-                instance.input,
-                instance.output,
-                instance.custom_status,
-                instance.parent_instance_id,
-                instance.parent_task_id,
-                json.dumps(instance.parent_meta) if instance.parent_meta else None,
-                instance.created_at,
-                instance.updated_at,
-                instance.next_event_id,
-                json.dumps(instance.recorded),
-                history_length,
-            ),
+            (hub, *row, history_length),
         )
         return cursor.rowcount > 0
 

@@ -19,8 +19,7 @@ import pytest
 from duralane.runtime import engine
 from duralane.runtime.app import AppIndex, load_app
 from duralane.runtime.engine import EpisodeProcesses, HubWorker
-from duralane.runtime.episode import EpisodeResult
-from duralane.runtime.hubstore import HubStore
+from duralane.runtime.hubstore import EpisodeRows, HubStore
 from tests.runtime.harness import APPS, unique, wait_until
 
 CRASH_APP = APPS / "crashes" / "crash_sample_app.py"
@@ -33,16 +32,16 @@ class PoisonedStore(HubStore):
     def submit_episode(
         self,
         hub: str,
-        result: EpisodeResult,
+        rows: EpisodeRows,
         after: Callable[[], None] | None = None,
         failed: Callable[[BaseException], None] | None = None,
     ) -> None:
-        instance = result.instance
+        instance = rows.instance
         if instance.instance_id.startswith("poison") and instance.status != "Failed":
             assert failed is not None
             failed(sqlite3.OperationalError("disk I/O error (injected)"))
             return
-        super().submit_episode(hub, result, after, failed)
+        super().submit_episode(hub, rows, after, failed)
 
 
 @pytest.fixture(autouse=True)
