@@ -5,7 +5,8 @@ queues put an urgent job's calls first wherever they wait, but each step of its
 start (store write, start, episode, activity) still has to get the lock back
 from whichever flood threads hold it, a few milliseconds per step. So from an
 urgent job's submission until its first attempt starts, work of lower priority
-waits at its next checkpoint (see hold_for) and leaves the interpreter to it,
+waits at its next checkpoint (see hold_for; coroutines on the runtime's event
+loop park in step_aside) and leaves the interpreter to it,
 and the interpreter switches threads every URGENT_SWITCH_SECONDS instead of its
 usual 5 ms, so an urgent thread waiting for the lock gets it sooner.
 
@@ -16,6 +17,7 @@ slowed while urgent jobs start, never stopped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import threading
@@ -31,6 +33,9 @@ HOLD_SECONDS = 0.05
 # short only then: kept short all the time, the high lane's tail was no better
 # (docs/runtime.md, "Lane latency").
 URGENT_SWITCH_SECONDS = 0.0005
+# How often a parked coroutine looks again: the loop has no condition to wait
+# on that a thread's end() could signal.
+STEP_ASIDE_POLL_SECONDS = 0.001
 
 
 class Urgency:
@@ -134,6 +139,18 @@ class Urgency:
         with self._condition:
             while (wait := self.hold_for(priority, since)) > 0:
                 self._condition.wait(wait)
+
+    async def step_aside(self, priority: int) -> None:
+        """hold_off for a coroutine: it waits on its loop, the loop runs on.
+
+        The runtime's one event loop serves every lane's requests, so a flood's
+        coroutines park here while an urgent start takes its steps.
+        """
+        if not self._urgent:
+            return
+        since = self._clock()
+        while (wait := self.hold_for(priority, since)) > 0:
+            await asyncio.sleep(min(wait, STEP_ASIDE_POLL_SECONDS))
 
     def now(self) -> float:
         """The clock hold_for's `since` is read on."""

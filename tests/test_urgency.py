@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -92,6 +94,63 @@ def test_a_held_off_thread_goes_on_as_soon_as_the_urgent_work_ends() -> None:
     urgent.end("urg-job-4")
     assert released.wait(WAIT_SECONDS), "end() did not release the waiter"
     thread.join(WAIT_SECONDS)
+
+
+class CountingClock(Clock):
+    """A hand-moved clock that counts its reads: each is one look by a waiter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Let the loop run until condition holds, WAIT_SECONDS at most."""
+    async with asyncio.timeout(WAIT_SECONDS):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+def test_a_parked_coroutine_goes_on_once_the_urgent_work_ends() -> None:
+    """With its clock stopped, only end() can release the coroutine."""
+    clock = CountingClock()
+    urgent = Urgency(clock, switch_seconds=None)
+    urgent.begin("urg-job-13", 2, seconds=60)
+
+    async def scenario() -> None:
+        parked = asyncio.create_task(urgent.step_aside(0))
+        looks = clock.reads
+        await _until(lambda: clock.reads >= looks + 5)
+        assert not parked.done(), "low work did not step aside"
+
+        urgent.end("urg-job-13")
+        await asyncio.wait_for(parked, WAIT_SECONDS)
+
+    asyncio.run(scenario())
+
+
+def test_a_parked_coroutine_goes_on_at_the_hold_bound_or_never_parks() -> None:
+    clock = CountingClock()
+    urgent = Urgency(clock, switch_seconds=None)
+    urgent.begin("urg-job-14", 2, seconds=60)
+
+    async def scenario() -> None:
+        # Equal priority and no urgent work above: no wait at all.
+        await asyncio.wait_for(urgent.step_aside(2), WAIT_SECONDS)
+
+        parked = asyncio.create_task(urgent.step_aside(0))
+        looks = clock.reads
+        await _until(lambda: clock.reads >= looks + 5)
+        assert not parked.done()
+        clock.now += HOLD_SECONDS
+        await asyncio.wait_for(parked, WAIT_SECONDS)
+        assert urgent.in_flight() == 1, "the urgent work itself still counts"
+
+    asyncio.run(scenario())
 
 
 def test_threads_switch_faster_only_while_urgent_work_is_in_flight() -> None:

@@ -29,8 +29,9 @@ async def submit_and_start(
     store: Store, spec: JobSpec, client: df.DurableOrchestrationClient
 ) -> service.Submission:
     """Store the job and start its orchestration, once per idempotency key."""
-    with urgent_start(spec) as started, store_priority(lane_priority(spec.lane)):
-        submission, starting = await _submit_and_start(store, spec, client)
+    priority = lane_priority(spec.lane)
+    with urgent_start(spec) as started, store_priority(priority):
+        submission, starting = await _submit_and_start(store, spec, client, priority)
         if starting:
             started()
     return submission
@@ -80,9 +81,14 @@ def _urgent_seconds(spec: JobSpec) -> float | None:
 
 
 async def _submit_and_start(
-    store: Store, spec: JobSpec, client: df.DurableOrchestrationClient
+    store: Store, spec: JobSpec, client: df.DurableOrchestrationClient, priority: int
 ) -> tuple[service.Submission, bool]:
-    """The submission, and whether this call started its orchestration."""
+    """The submission, and whether this call started its orchestration.
+
+    Before each of its two steps a less urgent submission lets an urgent one
+    go first (see duralane.urgency).
+    """
+    await urgent_work.step_aside(priority)
     submission = await service.submit(store, spec)
     record = submission.record
     # A queued job from an earlier call may have lost its start to a crash
@@ -92,6 +98,7 @@ async def _submit_and_start(
     if not starting and record.state == JobState.QUEUED:
         starting = not await client.get_status(record.instance_id)
     if starting:
+        await urgent_work.step_aside(priority)
         await client.start_new(
             ORCHESTRATOR, record.instance_id, JobOrder.for_record(record).to_json()
         )

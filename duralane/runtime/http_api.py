@@ -298,6 +298,8 @@ class HttpApi:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"request body is not JSON: {exc}") from exc
             input_text = decoded if isinstance(decoded, str) else json.dumps(decoded)
+        # A less urgent hub's start lets an urgent one go first.
+        await worker.urgency.step_aside(worker.priority)
         try:
             # Awaited on the loop, not in a thread: a start only waits for the
             # store's writer, and a thread hop per start costs every lane.

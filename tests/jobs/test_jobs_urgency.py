@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ import activities.jobs as job_activities
 import triggers.api as api
 import triggers.submission as submission
 from duralane.jobs import service
+from duralane.jobs.lanes import lane_priority
 from duralane.jobs.model import JobSpec, parse_job_spec
+from duralane.store import RecordNotFound
 from duralane.store.sqlite import SqliteStore
 from duralane.urgency import Urgency
 
@@ -235,3 +238,52 @@ def test_a_replay_whose_start_fails_leaves_nothing_urgent(
 
     assert client.urgent_at_start == [1, 1]
     assert urgency.in_flight() == 0
+
+
+class CountedMonotonic:
+    """time.monotonic, counting its reads: each is one look by a waiter."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return time.monotonic()
+
+
+def test_a_low_submission_steps_aside_while_a_high_start_is_urgent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It stores nothing until the high start ends; the bound is far away."""
+    clock = CountedMonotonic()
+    urgency = Urgency(clock, switch_seconds=None, hold_seconds=60)
+    monkeypatch.setattr(submission, "urgent_work", urgency)
+    monkeypatch.delenv("DURALANE_LANE", raising=False)
+    client = NotingStarts(urgency)
+    low = _spec("urg-low-held-1", "low")
+
+    async def scenario() -> None:
+        store = SqliteStore(tmp_path / "state.sqlite3")
+        await store.open()
+        try:
+            urgency.begin("urg-high-held-1", lane_priority("high"), 60)
+            task = asyncio.create_task(
+                submission.submit_and_start(store, low, client)  # type: ignore[arg-type]
+            )
+            looks = clock.reads
+            async with asyncio.timeout(10):
+                while clock.reads < looks + 5:
+                    await asyncio.sleep(0.001)
+            assert not task.done(), "the low submission did not step aside"
+            with pytest.raises(RecordNotFound):
+                await store.read("jobs", low.id)
+
+            urgency.end("urg-high-held-1")
+            submitted = await asyncio.wait_for(task, 10)
+            assert submitted.created
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+    assert client.urgent_at_start == [0]
