@@ -200,10 +200,14 @@ def install_executor_reuse() -> bool:
     namedtuple class in __init__: about 45 µs, a fifth of a short episode.
     Handing it the same class every time changes nothing it can observe.
     """
-    module: Any = importlib.import_module(SDK_EXECUTOR_MODULE)
-    if module.namedtuple is _namedtuple_once:
+    try:
+        module: Any = importlib.import_module(SDK_EXECUTOR_MODULE)
+    except ImportError:
+        module = None
+    builder = getattr(module, "namedtuple", None)
+    if builder is _namedtuple_once:
         return True
-    if module.namedtuple is not collections.namedtuple:
+    if builder is not collections.namedtuple:
         logger.info("%s no longer uses namedtuple; left as it is", SDK_EXECUTOR_MODULE)
         return False
     module.namedtuple = _namedtuple_once
