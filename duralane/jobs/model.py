@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self, TypedDict
@@ -20,6 +19,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from duralane.ids import random_hex
 from duralane.jobs.errors import FailureInfo, UnknownJobKind
 from duralane.jobs.kinds import get_kind
 from duralane.jobs.kinds.registry import KIND_NAME
@@ -48,7 +48,7 @@ IdempotencyKey = Annotated[
 
 def new_job_id() -> str:
     """A fresh random job id for submissions that do not name one."""
-    return f"{INSTANCE_ID_PREFIX}{uuid.uuid4().hex}"
+    return f"{INSTANCE_ID_PREFIX}{random_hex()}"
 
 
 def instance_id_for(idempotency_key: str) -> str:

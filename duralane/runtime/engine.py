@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -38,6 +37,7 @@ from typing import Any
 from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
+from duralane.ids import random_hex
 from duralane.lending import PriorityLender
 from duralane.runtime.app import AppIndex, FunctionEntry, load_app
 from duralane.runtime.episode import (
@@ -537,9 +537,9 @@ class HubWorker:
         """
         now = self.clock()
         instance = Instance(
-            instance_id=instance_id or uuid.uuid4().hex,
+            instance_id=instance_id or random_hex(),
             name=name,
-            execution_id=uuid.uuid4().hex,
+            execution_id=random_hex(),
             input=input_text,
             created_at=now,
             updated_at=now,
@@ -832,7 +832,7 @@ class HubWorker:
         return arguments
 
     def _log_activity_start(self, work: ActivityWork) -> str:
-        invocation_id = uuid.uuid4().hex
+        invocation_id = random_hex()
         logger.info(
             "Executing activity %s (invocation %s, instance %s, task %d)",
             work.name,

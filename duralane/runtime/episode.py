@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -26,6 +25,7 @@ from typing import Any
 
 from dateutil.parser import parse as _dateutil_parse
 
+from duralane.ids import random_hex
 from duralane.runtime.history import (
     ActionType,
     Event,
@@ -413,7 +413,7 @@ def _schedule(
         child = Instance(
             instance_id=child_id,
             name=name,
-            execution_id=uuid.uuid4().hex,
+            execution_id=random_hex(),
             input=payload,
             parent_instance_id=instance.instance_id,
             parent_task_id=task_id,
@@ -641,7 +641,7 @@ def _continue_as_new(
 ) -> EpisodeResult:
     """Start a fresh execution with a new input, dropping the old history."""
     instance = result.instance
-    instance.execution_id = uuid.uuid4().hex
+    instance.execution_id = random_hex()
     instance.input = action.get("input")
     instance.status = "ContinuedAsNew"
     instance.next_event_id = 0

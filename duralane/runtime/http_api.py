@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from urllib.parse import quote
 import azure.functions as func
 from aiohttp import web
 
+from duralane.ids import random_hex
 from duralane.runtime.app import FunctionEntry
 from duralane.runtime.episode import TERMINAL_STATUSES, Instance
 from duralane.runtime.history import EventType
@@ -186,7 +186,7 @@ class HttpApi:
         )
         arguments: dict[str, Any] = {entry.trigger_param: http_request}
         arguments.update(self.runtime.client_arguments(entry))
-        invocation_id = uuid.uuid4().hex
+        invocation_id = random_hex()
         started = time.perf_counter()
         logger.info("Executing %s (invocation %s)", entry.name, invocation_id)
         try:

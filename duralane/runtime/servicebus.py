@@ -26,7 +26,6 @@ import json
 import logging
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from azure.functions import meta
 from azure.functions.servicebus import ServiceBusMessage
 
 from duralane import events
+from duralane.ids import random_hex, random_uuid
 
 logger = logging.getLogger(__name__)
 
@@ -430,7 +430,7 @@ class ServiceBusQueueStore:
             raise TypeError(f"body must be bytes, got {type(body).__name__}")
         if time_to_live is not None and time_to_live <= timedelta(0):
             raise ValueError(f"time_to_live must be positive, got {time_to_live}")
-        message_id = message_id or uuid.uuid4().hex
+        message_id = message_id or random_hex()
         properties_json = _encode_properties(application_properties)
         now = _epoch(self._clock())
         scheduled_at = (
@@ -612,7 +612,7 @@ class ServiceBusQueueStore:
                 props.max_delivery_count,
                 extra=_log_extra(row.queue, row.message_id),
             )
-        row.lock_token = str(uuid.uuid4())
+        row.lock_token = str(random_uuid())
         row.locked_until = at + props.lock_duration.total_seconds()
         # A dead letter keeps the count it died with; its sub-queue has no limit.
         if row.sub_queue == _ACTIVE:

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from zoneinfo import ZoneInfo
 from azure.functions.timer import TimerRequest
 
 from duralane import events
+from duralane.ids import random_hex
 from duralane.runtime.app import FunctionEntry
 from duralane.runtime.config import parse_timespan, resolve_setting_reference
 from duralane.runtime.servicebus import (
@@ -147,7 +147,7 @@ class TimerTrigger:
         )
         arguments: dict[str, Any] = {self.entry.trigger_param: request}
         arguments.update(self.runtime.client_arguments(self.entry))
-        invocation_id = uuid.uuid4().hex
+        invocation_id = random_hex()
         started = time.perf_counter()
         logger.info(
             "Executing %s (invocation %s, timer, past_due=%s)",
@@ -245,7 +245,7 @@ class ServiceBusTrigger:
             self.entry.trigger_param: to_function_message(message)
         }
         arguments.update(self.runtime.client_arguments(self.entry))
-        invocation_id = uuid.uuid4().hex
+        invocation_id = random_hex()
         logger.info(
             "Executing %s (invocation %s, queue %s, message %s, delivery %d)",
             self.entry.name,

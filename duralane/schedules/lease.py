@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from duralane import events
+from duralane.ids import random_hex
 from duralane.store import (
     ETAG,
     Doc,
@@ -127,7 +127,7 @@ class Holder:
         return cls(
             id=f"{base}@{region.replace(' ', '')}" if region else base,
             region=region,
-            token=uuid.uuid4().hex,
+            token=random_hex(),
         )
 
 

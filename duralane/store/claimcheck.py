@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from typing import Any
 
 from azure.core.exceptions import (
@@ -14,6 +13,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
+from duralane.ids import random_hex
 from duralane.store.errors import RecordTooLarge, StoreError, StoreUnavailable
 from duralane.store.schema import ContainerSpec
 
@@ -147,7 +147,7 @@ class ClaimCheck:
         # must not have overwritten the blob the current version points at.
         # TODO: blobs of replaced or deleted records are not removed; they cost
         # storage until a lifecycle rule on the container ages them out.
-        blob_name = f"{spec.name}/{record_id}/{field}-{uuid.uuid4().hex}.json"
+        blob_name = f"{spec.name}/{record_id}/{field}-{random_hex()}.json"
         body = json.dumps(value, separators=(",", ":")).encode()
         try:
             await self._container.upload_blob(blob_name, body, overwrite=False)

@@ -19,11 +19,11 @@ import logging
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from duralane.ids import random_hex
 from duralane.lending import PriorityLender
 from duralane.store.base import ETAG, Doc, Filter, Page, PatchOp, Store
 from duralane.store.claimcheck import ClaimCheck
@@ -270,7 +270,7 @@ class SqliteStore(Store):
         self, connection: sqlite3.Connection, spec: ContainerSpec, doc: Doc
     ) -> str:
         """Insert or overwrite the row and its side-table entries; return the etag."""
-        etag = f'"{uuid.uuid4().hex}"'
+        etag = f'"{random_hex()}"'
         pk, record_id = doc[spec.partition_key], doc["id"]
         columns = [name for name in spec.indexed if name != "id"]
         names = ", ".join(
