@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import logging
 import os
+import queue
 import traceback
+from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 
 from duralane.cli.common import EXIT_OK, CliError, Commands
@@ -14,6 +16,7 @@ from duralane.runtime.app import AppLoadError
 from duralane.runtime.config import ConfigError
 
 CRASH_LOG = "crash.log"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def register(commands: Commands) -> None:
@@ -33,12 +36,46 @@ def register(commands: Commands) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Serve the app until Ctrl-C."""
+    log_writer = _log_from_a_thread(args.log_level.upper())
+    try:
+        return _serve(args)
+    finally:
+        if log_writer is not None:
+            log_writer.stop()
+
+
+def _log_from_a_thread(level: str) -> QueueListener | None:
+    """Log as basicConfig would, but write the lines from a thread of their own.
+
+    Each write to stderr gives up the interpreter lock for its system call, and
+    on the runtime's busy event loop getting it back took milliseconds per
+    line. Now the loop only queues the formatted record. Lines still queued
+    when the process is killed with SIGKILL are lost; any other exit writes
+    them all. Like basicConfig, it adds nothing where logging is set up
+    already (an embedding process), and then returns None.
+    """
+    if not isinstance(logging.getLevelName(level), int):
+        raise CliError(
+            f"--log-level {level.lower()!r} is not a level; use DEBUG, INFO, "
+            "WARNING, ERROR or CRITICAL"
+        )
+    root = logging.getLogger()
+    if root.handlers:
+        return None
+    root.setLevel(level)
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    root.addHandler(QueueHandler(records))
+    writer = QueueListener(records, console, respect_handler_level=True)
+    writer.start()
+    return writer
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Build the runtime and serve it; a bad app or setting becomes a CliError."""
     from duralane.runtime.host import Runtime, RuntimeConfigError, RuntimeOptions
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     if logging.getLogger().level > logging.DEBUG:
         # The Azure SDKs log every HTTP request and response at INFO.
         logging.getLogger("azure").setLevel(logging.WARNING)
