@@ -448,7 +448,9 @@ class HubWorker:
         self._crashes: dict[str, int] = {}
         self._crash_lock = threading.Lock()
         # Set by commit callbacks and read by _batch_committed, both on the
-        # store's writer thread.
+        # store's writer thread: a batch wakes only the dispatchers of hubs it
+        # gave work to, not every hub's on every commit.
+        self._new_episodes = False
         self._new_activities = False
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -509,7 +511,9 @@ class HubWorker:
 
     def _batch_committed(self) -> None:
         """The writer committed a batch: let the dispatchers see what it made ready."""
-        self._episode_signal.set()
+        if self._new_episodes:
+            self._new_episodes = False
+            self._episode_signal.set()
         if self._new_activities:
             self._new_activities = False
             self._activity_signal.set()
@@ -576,6 +580,7 @@ class HubWorker:
         now = self.clock()
         for message in messages:
             self._ready.add(message.instance_id, message.visible_at, now, wake=False)
+        self._new_episodes = True
 
     # Orchestrator episodes
 
@@ -673,6 +678,7 @@ class HubWorker:
             if rows.activities:
                 self._new_activities = True
             self._ready.release(instance_id, again=more, wake=False)
+            self._new_episodes = True
 
         def failed(error: BaseException) -> None:
             self._crashed(instance_id, _formatted(error))

@@ -234,3 +234,55 @@ def test_a_low_hub_waits_while_urgent_work_starts_and_goes_on_when_it_has(
         store.stop_writer()
         store.close()
         loop.close()
+
+
+def test_one_hubs_commits_leave_another_hubs_dispatcher_asleep(
+    tmp_path: Path,
+) -> None:
+    """The writer wakes only the dispatchers of hubs a batch gave work to."""
+    from tests.runtime.test_episode_crashes import crash_app
+
+    store = HubStore(tmp_path / "runtime.sqlite3")
+    loop = asyncio.new_event_loop()  # the app has no async activities to run
+    workers = _low_and_high_hubs(store, crash_app(), loop)
+    high_signal = workers["HighHub"]._episode_signal
+    woken: list[int] = []
+    wake = high_signal.set
+
+    def noting_wake() -> None:
+        woken.append(1)
+        wake()
+
+    high_signal.set = noting_wake  # type: ignore[method-assign]
+    instance_ids = [unique("asleep-low") for _ in range(20)]
+    try:
+        for instance_id in instance_ids:
+            workers["LowHub"].start_instance("echo_orchestrator", instance_id, '"x"')
+        wait_until(
+            lambda: all(
+                (found := store.get_instance("LowHub", i)) is not None
+                and found.status == "Completed"
+                for i in instance_ids
+            ),
+            timeout=60,
+            what="the low hub's instances to complete",
+        )
+        assert woken == [], "the low hub's commits woke the high hub's dispatcher"
+
+        high = unique("asleep-high")
+        workers["HighHub"].start_instance("echo_orchestrator", high, '"x"')
+        wait_until(
+            lambda: (
+                (found := store.get_instance("HighHub", high)) is not None
+                and found.status == "Completed"
+            ),
+            timeout=60,
+            what="the high hub's own work to wake it",
+        )
+        assert woken, "its own commits did not wake the high hub's dispatcher"
+    finally:
+        for worker in workers.values():
+            worker.stop()
+        store.stop_writer()
+        store.close()
+        loop.close()
