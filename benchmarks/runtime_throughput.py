@@ -9,12 +9,13 @@ Two workloads on each engine, both durable on SQLite on this machine:
 Duralane runs in this process: the Runtime loads benchmarks/apps/
 throughput_bench_app.py (with the host.json beside it, which raises both
 concurrency limits from the default 16 to 64) on port 0 with a temporary data
-directory; instances are started through HubWorker.start_instance (the call
-the HTTP API makes, minus HTTP) from STARTERS threads, as concurrent HTTP
-clients would, and completion is seen by polling the hub's SQLite file. DBOS
-runs in a child process of this script so its logging, threads and SQLAlchemy
-engines cannot touch the runtime's; its workflows are started from STARTERS
-threads too. Last line: one JSON object.
+directory; instances are started as the HTTP API's start route starts them
+(HubWorker.submit_start, its commit awaited on the runtime's event loop),
+STARTERS at a time, as that many concurrent HTTP clients would, and
+completion is seen by polling the hub's SQLite file. DBOS runs in a child
+process of this script so its logging, threads and SQLAlchemy engines cannot
+touch the runtime's; its workflows are started from STARTERS threads, through
+its own synchronous start_workflow. Last line: one JSON object.
 
     python benchmarks/runtime_throughput.py [--orchestrations 2000] [--width 1000]
 """
@@ -48,9 +49,9 @@ logger = logging.getLogger("benchmarks.runtime_throughput")
 APP = Path(__file__).resolve().parent / "apps" / "throughput_bench_app.py"
 POLL_SECONDS = 0.02
 WARM_UP = 50
-# Each start waits for its commit, so the starting threads cap how much work is
-# in flight. With 8, starts could not keep Duralane busy (its CPU idled at 70%);
-# DBOS too ran faster with more. Both level off by 64, the app's limits.
+# Each start waits for its commit, so the concurrent starts cap how much work
+# is in flight. With 8, starts could not keep Duralane busy (its CPU idled at
+# 70%); DBOS too ran faster with more. Both level off by 64, the app's limits.
 STARTERS = 64
 TERMINAL = ("Completed", "Failed", "Terminated")
 # DBOS on SQLite defaults to a rollback journal with synchronous=FULL; the hub
@@ -183,15 +184,17 @@ async def duralane_workload(
     episodes, activities = worker.episodes, worker.activities_run
     started, cpu = time.perf_counter(), runtime_cpu_seconds(runtime)
 
-    def start_all() -> None:
-        with ThreadPoolExecutor(STARTERS) as starters:
-            for number, input_text in enumerate(inputs):
-                instance_id = f"{prefix}{number:06d}"
-                starters.submit(
-                    worker.start_instance, orchestrator, instance_id, input_text
-                )
+    in_flight = asyncio.Semaphore(STARTERS)
 
-    await asyncio.to_thread(start_all)
+    async def start(number: int, input_text: str) -> None:
+        # What the HTTP API's start route does once it has parsed a request.
+        async with in_flight:
+            _, committed = worker.submit_start(
+                orchestrator, f"{prefix}{number:06d}", input_text
+            )
+            await asyncio.wrap_future(committed)
+
+    await asyncio.gather(*(start(n, text) for n, text in enumerate(inputs)))
     await wait_finished(watcher, prefix, len(inputs), time.monotonic() + timeout)
     seconds = time.perf_counter() - started
     return Workload(
