@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from duralane.runtime.episode import EpisodeResult, Instance, Message, started_event
+from duralane.runtime.episode import (
+    ActivityWork,
+    EpisodeResult,
+    Instance,
+    Message,
+    started_event,
+)
 from duralane.runtime.history import EventType, event
 from duralane.runtime.hubstore import HubStore, InstanceExists
 
@@ -141,3 +147,50 @@ def test_a_new_instance_loads_its_empty_history_without_reading_the_file(
     assert [e["EventType"] for e in map(json.loads, second.history)] == [
         EventType.ORCHESTRATOR_STARTED
     ]
+
+
+def test_a_fan_out_episode_stores_its_thousand_rows_of_each_kind_in_order(
+    tmp_path: Path,
+) -> None:
+    """History, timer messages and activity work of one wide episode all land,
+    and read back in the order the episode made them."""
+    store = HubStore(tmp_path / "runtime.sqlite3")
+    now = time.time()
+    moment = datetime.fromtimestamp(now).astimezone()
+    width = 1000
+    try:
+        _create(store, "wide-a", now)
+        loaded = store.load(HUB, "wide-a", now + 1)
+        assert loaded.instance is not None
+        scheduled = [
+            event(EventType.TASK_SCHEDULED, moment, task, Name="echo", Input="1")
+            for task in range(width)
+        ]
+        work = [
+            ActivityWork("wide-a", "exec-1", task, "echo", str(task))
+            for task in range(width)
+        ]
+        timers = [
+            Message("wide-a", event(EventType.TIMER_FIRED, moment, TimerId=t), now)
+            for t in range(width)
+        ]
+        store.commit_episode(
+            HUB,
+            EpisodeResult(
+                instance=loaded.instance,
+                consumed=[m.id for m in loaded.pending if m.id is not None],
+                new_history=scheduled,
+                messages=timers,
+                activities=work,
+            ),
+        )
+        history = store.history(HUB, "wide-a")
+        claimed = store.claim_activities(HUB, 0, width + 1)
+        again = store.load(HUB, "wide-a", now + 1)
+    finally:
+        store.stop_writer()
+        store.close()
+
+    assert [e["EventId"] for e in history] == list(range(width))
+    assert [w.task_id for w in claimed] == list(range(width))
+    assert [m.event["TimerId"] for m in again.pending] == list(range(width))
