@@ -100,14 +100,16 @@ async def submit(
             # The job id is taken (where creates run in order, by a twin that
             # raced us after our marker): that job stands.
             return Submission(await get_job(store, record.job_id), created=False)
-        return await _resubmitted(store, spec, now)
+        return await _resubmitted(store, spec, str(marker["id"]), now)
     _log_submitted(record)
     return Submission(record, created=True)
 
 
-async def _resubmitted(store: Store, spec: JobSpec, now: datetime) -> Submission:
+async def _resubmitted(
+    store: Store, spec: JobSpec, marker_id: str, now: datetime
+) -> Submission:
     """The job already stored under this key, finished if its first submit died."""
-    marker = await store.read(IDEMPOTENCY, f"idem-{spec.instance_id}")
+    marker = await store.read(IDEMPOTENCY, marker_id)
     job_id = str(marker["jobId"])
     try:
         record = from_doc(await store.read(JOBS, job_id))

@@ -394,22 +394,14 @@ class SqliteStore(Store):
     # -- operations ----------------------------------------------------------
 
     async def _create(self, spec: ContainerSpec, doc: Doc, meter: Meter) -> Doc:
-        pk, record_id = doc[spec.partition_key], doc["id"]
-
-        def create(connection: sqlite3.Connection) -> str:
-            if self._live_row(connection, spec, pk, record_id) is not None:
-                meter.add(rows=1)
-                raise RecordExists(spec.name, record_id, "a record with this id exists")
-            etag = self._store_row(connection, spec, doc)
-            meter.add(rows=2)
-            return etag
-
-        etag = await self._run(spec.name, record_id, lambda: self._write(create))
-        return {**doc, ETAG: etag}
+        (created,) = await self._create_all([(spec, doc, meter)])
+        return created
 
     async def _create_all(
         self, items: list[tuple[ContainerSpec, Doc, Meter]]
     ) -> list[Doc]:
+        """Create every record in one transaction, or none of them."""
+
         def create_all(connection: sqlite3.Connection) -> list[str]:
             etags = []
             for spec, doc, meter in items:
