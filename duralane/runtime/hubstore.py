@@ -422,9 +422,19 @@ class HubStore:
         hub: str | None = None,
     ) -> Any:
         """Queue changes, wait until they are committed and return apply's value."""
+        return self.write_later(apply, after, hub=hub).result()
+
+    def write_later(
+        self,
+        apply: Apply,
+        after: Callable[[], None] | None = None,
+        *,
+        hub: str | None = None,
+    ) -> Future[Any]:
+        """Queue changes; the future holds apply's value once they are committed."""
         future: Future[Any] = Future()
         self._submit(_Write(apply, after, None, future, self._priority(hub)))
-        return future.result()
+        return future
 
     def _priority(self, hub: str | None) -> int:
         return self.priorities.get(hub, 0) if hub is not None else 0
@@ -521,9 +531,7 @@ class HubStore:
             if after is not None:
                 after()
 
-        future: Future[None] = Future()
-        self._submit(_Write(apply, created, None, future, self._priority(hub)))
-        return future
+        return self.write_later(apply, created, hub=hub)
 
     def get_instance(self, hub: str, instance_id: str) -> Instance | None:
         """Read one instance, or None."""
@@ -602,10 +610,7 @@ class HubStore:
     def _delete_instance(
         self, db: sqlite3.Connection, hub: str, instance_id: str
     ) -> int:
-        for table in ("history", "messages", "activities"):
-            db.execute(
-                f"DELETE FROM {table} WHERE hub=? AND instance_id=?", (hub, instance_id)
-            )
+        _delete_rows_of(db, hub, instance_id, "history", "messages", "activities")
         cursor = db.execute(
             "DELETE FROM instances WHERE hub=? AND instance_id=?", (hub, instance_id)
         )
@@ -760,11 +765,9 @@ class HubStore:
                 marks = ",".join("?" * len(rows.consumed))
                 db.execute(f"DELETE FROM messages WHERE id IN ({marks})", rows.consumed)
             if rows.reset_history:
-                for table in ("history", "activities", "messages"):
-                    db.execute(
-                        f"DELETE FROM {table} WHERE hub=? AND instance_id=?",
-                        (hub, instance_id),
-                    )
+                _delete_rows_of(
+                    db, hub, instance_id, "history", "activities", "messages"
+                )
                 length = 0
             else:
                 # The instance was held since its load, so nothing else has
@@ -784,11 +787,7 @@ class HubStore:
                 self._clear_finished(db, hub, child.instance_id)
                 self._write_instance(db, hub, child)
             if rows.finished:
-                for table in ("messages", "activities"):
-                    db.execute(
-                        f"DELETE FROM {table} WHERE hub=? AND instance_id=?",
-                        (hub, instance_id),
-                    )
+                _delete_rows_of(db, hub, instance_id, "messages", "activities")
             for timer_id in rows.cancelled_timers:
                 db.execute(
                     "DELETE FROM messages WHERE hub=? AND instance_id=? AND timer_id=?",
@@ -981,6 +980,16 @@ class HubStore:
     def _trim_cache(self) -> None:
         while len(self._history_cache) > HISTORY_CACHE_SIZE:
             self._history_cache.popitem(last=False)
+
+
+def _delete_rows_of(
+    db: sqlite3.Connection, hub: str, instance_id: str, *tables: str
+) -> None:
+    """Delete every row one instance has in each of the tables, in that order."""
+    for table in tables:
+        db.execute(
+            f"DELETE FROM {table} WHERE hub=? AND instance_id=?", (hub, instance_id)
+        )
 
 
 def _instance_from_row(row: tuple[Any, ...]) -> Instance:
