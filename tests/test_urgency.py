@@ -6,12 +6,12 @@ import asyncio
 import gc
 import sys
 import threading
-from collections.abc import Callable
 
 import pytest
 
 from duralane.store.priority import PriorityWorkers
 from duralane.urgency import HOLD_SECONDS, Urgency
+from tests.clocks import CountingClock
 from tests.runtime.harness import wait_until
 
 WAIT_SECONDS = 10
@@ -96,35 +96,15 @@ def test_a_held_off_thread_goes_on_as_soon_as_the_urgent_work_ends() -> None:
     thread.join(WAIT_SECONDS)
 
 
-class CountingClock(Clock):
-    """A hand-moved clock that counts its reads: each is one look by a waiter."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    def __call__(self) -> float:
-        self.reads += 1
-        return self.now
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Let the loop run until condition holds, WAIT_SECONDS at most."""
-    async with asyncio.timeout(WAIT_SECONDS):
-        while not condition():
-            await asyncio.sleep(0.001)
-
-
 def test_a_parked_coroutine_goes_on_once_the_urgent_work_ends() -> None:
     """With its clock stopped, only end() can release the coroutine."""
-    clock = CountingClock()
+    clock = CountingClock(Clock())
     urgent = Urgency(clock, switch_seconds=None)
     urgent.begin("urg-job-13", 2, seconds=60)
 
     async def scenario() -> None:
         parked = asyncio.create_task(urgent.step_aside(0))
-        looks = clock.reads
-        await _until(lambda: clock.reads >= looks + 5)
+        await clock.looked()
         assert not parked.done(), "low work did not step aside"
 
         urgent.end("urg-job-13")
@@ -134,7 +114,8 @@ def test_a_parked_coroutine_goes_on_once_the_urgent_work_ends() -> None:
 
 
 def test_a_parked_coroutine_goes_on_at_the_hold_bound_or_never_parks() -> None:
-    clock = CountingClock()
+    hand = Clock()
+    clock = CountingClock(hand)
     urgent = Urgency(clock, switch_seconds=None)
     urgent.begin("urg-job-14", 2, seconds=60)
 
@@ -143,10 +124,9 @@ def test_a_parked_coroutine_goes_on_at_the_hold_bound_or_never_parks() -> None:
         await asyncio.wait_for(urgent.step_aside(2), WAIT_SECONDS)
 
         parked = asyncio.create_task(urgent.step_aside(0))
-        looks = clock.reads
-        await _until(lambda: clock.reads >= looks + 5)
+        await clock.looked()
         assert not parked.done()
-        clock.now += HOLD_SECONDS
+        hand.now += HOLD_SECONDS
         await asyncio.wait_for(parked, WAIT_SECONDS)
         assert urgent.in_flight() == 1, "the urgent work itself still counts"
 

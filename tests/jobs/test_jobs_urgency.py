@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from duralane.jobs.model import JobSpec, parse_job_spec
 from duralane.store import RecordNotFound
 from duralane.store.sqlite import SqliteStore
 from duralane.urgency import Urgency
+from tests.clocks import CountingClock
 
 
 class NotingStarts:
@@ -240,22 +240,11 @@ def test_a_replay_whose_start_fails_leaves_nothing_urgent(
     assert urgency.in_flight() == 0
 
 
-class CountedMonotonic:
-    """time.monotonic, counting its reads: each is one look by a waiter."""
-
-    def __init__(self) -> None:
-        self.reads = 0
-
-    def __call__(self) -> float:
-        self.reads += 1
-        return time.monotonic()
-
-
 def test_a_low_submission_steps_aside_while_a_high_start_is_urgent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """It stores nothing until the high start ends; the bound is far away."""
-    clock = CountedMonotonic()
+    clock = CountingClock()
     urgency = Urgency(clock, switch_seconds=None, hold_seconds=60)
     monkeypatch.setattr(submission, "urgent_work", urgency)
     monkeypatch.delenv("DURALANE_LANE", raising=False)
@@ -270,10 +259,7 @@ def test_a_low_submission_steps_aside_while_a_high_start_is_urgent(
             task = asyncio.create_task(
                 submission.submit_and_start(store, low, client)  # type: ignore[arg-type]
             )
-            looks = clock.reads
-            async with asyncio.timeout(10):
-                while clock.reads < looks + 5:
-                    await asyncio.sleep(0.001)
+            await clock.looked()
             assert not task.done(), "the low submission did not step aside"
             with pytest.raises(RecordNotFound):
                 await store.read("jobs", low.id)
