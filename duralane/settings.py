@@ -19,7 +19,8 @@ class Settings:
     """Every knob Duralane reads, with the app-setting name it comes from."""
 
     # DURALANE_LANE: the lane this process serves; empty means all three, as on
-    # one machine. In Azure each lane's Function App sets its own.
+    # one machine. In Azure each lane's Function App sets its own. A runtime
+    # that leaves a lane to a peer process names the rest: "normal,low".
     lane: str = ""
     # DURALANE_DATA_DIR: where the SQLite files live when no Cosmos DB is set.
     data_dir: Path = Path(".duralane")
@@ -90,6 +91,11 @@ class Settings:
                 "APPLICATIONINSIGHTS_CONNECTION_STRING", ""
             ),
         )
+
+    def serves(self, lane: str) -> bool:
+        """Whether this process runs the lane's jobs (every lane when unset)."""
+        served = [name.strip() for name in self.lane.split(",") if name.strip()]
+        return not served or lane in served
 
     @property
     def store_path(self) -> Path:

@@ -75,7 +75,7 @@ def _urgent_seconds(spec: JobSpec) -> float | None:
         return None
     settings = Settings.from_environ()
     # In Azure each lane is its own app: another lane's app has nothing to hold.
-    if settings.lane not in ("", spec.lane):
+    if not settings.serves(spec.lane):
         return None
     return start_deadline_seconds(spec.lane, settings)
 

@@ -31,6 +31,13 @@ def register(commands: Commands) -> None:
     run.add_argument(
         "--log-level", default=os.environ.get("DURALANE_LOG_LEVEL", "INFO")
     )
+    run.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="HUB=URL",
+        help="a task hub another runtime runs, at its base URL (repeatable)",
+    )
     run.set_defaults(handler=run_command)
 
 
@@ -72,6 +79,22 @@ def _log_from_a_thread(level: str) -> QueueListener | None:
     return writer
 
 
+def _peers(pairs: list[str]) -> dict[str, str]:
+    """--peer HUB=URL options as a mapping; a malformed one is a CliError."""
+    peers: dict[str, str] = {}
+    for pair in pairs:
+        hub, sep, url = pair.partition("=")
+        if not sep or not hub.strip() or not url.strip():
+            raise CliError(
+                f"--peer {pair!r} is not HUB=URL, such as "
+                "DuralaneHigh=http://127.0.0.1:7072"
+            )
+        if hub.strip() in peers:
+            raise CliError(f"--peer names task hub {hub.strip()!r} twice")
+        peers[hub.strip()] = url.strip()
+    return peers
+
+
 def _serve(args: argparse.Namespace) -> int:
     """Build the runtime and serve it; a bad app or setting becomes a CliError."""
     from duralane.runtime.host import Runtime, RuntimeConfigError, RuntimeOptions
@@ -80,7 +103,11 @@ def _serve(args: argparse.Namespace) -> int:
         # The Azure SDKs log every HTTP request and response at INFO.
         logging.getLogger("azure").setLevel(logging.WARNING)
     options = RuntimeOptions(
-        app=args.app, host=args.host, port=args.port, data_dir=args.data_dir
+        app=args.app,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        peers=_peers(args.peer),
     )
     try:
         runtime = Runtime(options)

@@ -8,11 +8,12 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 from azure.durable_functions.models.utils.http_utils import (
@@ -73,6 +74,9 @@ class RuntimeOptions:
     host: str = "127.0.0.1"
     port: int = 7071
     data_dir: Path = Path(".duralane")
+    # Task hubs another runtime on this machine runs, by name, at its base URL:
+    # this one runs none of their work, and its durable clients call that one.
+    peers: Mapping[str, str] = field(default_factory=dict)
 
 
 def episodeprocess_count(config: HostConfig) -> int:
@@ -91,6 +95,23 @@ def episodeprocess_count(config: HostConfig) -> int:
     if config.orchestration_processes is not None:
         return config.orchestration_processes
     return default_episode_processes()
+
+
+def peer_base_url(url: str) -> str:
+    """A peer runtime's base URL, checked: http(s), a host, no path or query."""
+    parts = urlsplit(url.strip())
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path.strip("/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise RuntimeConfigError(
+            f"peer URL {url!r} is not a runtime's base URL such as "
+            "http://127.0.0.1:7072"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class Runtime:
@@ -115,6 +136,7 @@ class Runtime:
         self.host_config: HostConfig = load_host_config(app_dir)
         self.index: AppIndex = load_app(options.app)
         self.default_hub = self.host_config.hub_name
+        self.peers = self._checked_peers(options.peers)
         options.data_dir.mkdir(parents=True, exist_ok=True)
         self.hub_store = HubStore(options.data_dir / "runtime.sqlite3")
         self.queues = ServiceBusQueueStore(options.data_dir / "queues.sqlite3")
@@ -132,6 +154,7 @@ class Runtime:
             thread_name_prefix="function",
         )
         self._runner: web.AppRunner | None = None
+        self._api: HttpApi | None = None
         self._in_process: InProcessStarts | None = None
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
@@ -227,6 +250,8 @@ class Runtime:
             await asyncio.to_thread(self.episode_processes.stop)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._api is not None:
+            await self._api.close()
         if self._in_process is not None:
             self._in_process.uninstall()
         self._function_pool.shutdown(wait=False)
@@ -268,13 +293,16 @@ class Runtime:
         return f"{self.base_url}{WEBHOOK_PREFIX}/{RPC_SEGMENT}/{self.rpc_token}/"
 
     def client_starter(self, hub: str, request: Any = None) -> str:
-        """The JSON the durableClient binding receives, pointing at this runtime."""
-        base = self.base_url
+        """The JSON a durableClient binding receives: where its hub runs."""
+        base = self.peers.get(hub, self.base_url)
         payload = management_payload(base, hub, "INSTANCEID", self.api_key)
         payload["id"] = "INSTANCEID"
-        rpc = self.rpc_base_url
-        if hub != self.default_hub:
-            rpc += f"taskhubs/{hub}/"
+        if hub in self.peers:
+            rpc = self._peer_rpc_base_url(hub)
+        else:
+            rpc = self.rpc_base_url
+            if hub != self.default_hub:
+                rpc += f"taskhubs/{hub}/"
         return json.dumps(
             {
                 "taskHubName": hub,
@@ -288,6 +316,17 @@ class Runtime:
                 "requiredQueryStringParameters": "",
             }
         )
+
+    def _peer_rpc_base_url(self, hub: str) -> str:
+        """Where a durable client calls a hub that a peer runtime runs.
+
+        The client cannot send a key: with one set, the path carries it, as the
+        rpc token does for this runtime's own clients.
+        """
+        rpc = f"{self.peers[hub]}{WEBHOOK_PREFIX}/"
+        if self.api_key:
+            rpc += f"{RPC_SEGMENT}/{quote(self.api_key, safe='')}/"
+        return rpc + f"taskhubs/{quote(hub, safe='')}/"
 
     def client_arguments(self, entry: FunctionEntry) -> dict[str, str]:
         """A starter for each durableClient binding, for the task hub it names."""
@@ -309,7 +348,25 @@ class Runtime:
 
     # Setup
 
+    def _checked_peers(self, peers: Mapping[str, str]) -> dict[str, str]:
+        """Peer hubs by name with their base URLs, each hub one the app names."""
+        known = {hub.name for hub in self._declared_hubs()}
+        checked = {}
+        for hub, url in peers.items():
+            if hub not in known:
+                raise RuntimeConfigError(
+                    f"peer task hub '{hub}' is not one this app uses (it uses "
+                    f"{', '.join(sorted(known))})"
+                )
+            checked[hub] = peer_base_url(url)
+        return checked
+
     def _hub_settings(self) -> list[HubSettings]:
+        """The task hubs this runtime runs: every one the app uses but its peers'."""
+        return [hub for hub in self._declared_hubs() if hub.name not in self.peers]
+
+    def _declared_hubs(self) -> list[HubSettings]:
+        """Every task hub host.json or a durableClient binding names."""
         config = self.host_config
         hubs = {
             config.hub_name: HubSettings(
@@ -342,7 +399,7 @@ class Runtime:
             )
 
     async def _serve_http(self) -> None:
-        api = HttpApi(self)
+        api = self._api = HttpApi(self)
         self._in_process = InProcessStarts(api)
         self._in_process.install()
         self._runner = web.AppRunner(api.application(), access_log=None)
@@ -357,9 +414,11 @@ class Runtime:
         logger.info("Functions in %s:", self.index.module_name)
         for entry in self.index.functions:
             logger.info("    %s", entry.describe())
+        for hub, url in self.peers.items():
+            logger.info("    task hub %s runs in the runtime at %s", hub, url)
         logger.info(
             "Duralane runtime listening on %s (task hubs: %s; data in %s)",
             self.base_url,
-            ", ".join(self.workers),
+            ", ".join(self.workers) or "none, all run by peers",
             self.options.data_dir,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hmac
 import ipaddress
 import json
 import logging
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import aiohttp
 import azure.functions as func
 from aiohttp import web
 
@@ -112,6 +114,7 @@ class HttpApi:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._peers_client: aiohttp.ClientSession | None = None
         self.routes = sorted(
             (compile_route(entry) for entry in runtime.index.http),
             key=lambda r: -r.literal_segments,
@@ -139,6 +142,15 @@ class HttpApi:
         )
 
     # Keys
+
+    def _client_secret(self, segment: list[str]) -> bool:
+        """The rpc path's secret: this runtime's token, or the API key if set."""
+        supplied = segment[0] if segment else ""
+        secrets_known = [self.runtime.rpc_token, self.runtime.api_key]
+        return any(
+            known and hmac.compare_digest(supplied.encode(), known.encode())
+            for known in secrets_known
+        )
 
     def _authorized(self, request: web.Request, level: str) -> bool:
         """Function and admin levels need the key once the runtime leaves loopback."""
@@ -213,9 +225,9 @@ class HttpApi:
     async def durable_api(self, request: web.Request) -> web.StreamResponse:
         """Serve the Durable Functions management API."""
         parts = [p for p in request.match_info["tail"].split("/") if p]
-        from_client = parts[:2] == [RPC_SEGMENT, self.runtime.rpc_token]
-        if from_client:
-            # The in-process durable client, which has no way to send a key.
+        if parts[:1] == [RPC_SEGMENT] and self._client_secret(parts[1:2]):
+            # A durable client, which has no way to send a key: this runtime's
+            # own (the rpc token) or a peer runtime's (the shared API key).
             parts = parts[2:]
         elif not self._authorized(request, "admin"):
             return error_response(
@@ -227,11 +239,67 @@ class HttpApi:
             hub, parts = parts[1], parts[2:]
         worker = self.runtime.workers.get(hub)
         if worker is None:
+            peer = self.runtime.peers.get(hub)
+            if peer is not None:
+                return await self._forward(request, peer, hub, parts)
             return error_response(404, f"task hub '{hub}' is not served here")
         try:
             return await self._durable_route(request, parts, hub)
         except ValueError as exc:
             return error_response(400, str(exc))
+
+    async def _forward(
+        self, request: web.Request, peer: str, hub: str, parts: list[str]
+    ) -> web.StreamResponse:
+        """Pass a call for a peer's hub on to the peer, and its answer back.
+
+        In Azure every app sharing the storage can manage every hub in it, and
+        the SDK's check-status URLs take the calling request's origin: they
+        point here even when a peer runs the instance.
+        """
+        path = "/".join(quote(part, safe="") for part in parts)
+        url = f"{peer}{WEBHOOK_PREFIX}/taskhubs/{quote(hub, safe='')}/{path}"
+        headers = {}
+        if self.runtime.api_key:
+            headers["x-functions-key"] = self.runtime.api_key
+        if "Content-Type" in request.headers:
+            headers["Content-Type"] = request.headers["Content-Type"]
+        try:
+            async with self._peer_session().request(
+                request.method,
+                url,
+                params=request.query,
+                data=await request.read(),
+                headers=headers,
+            ) as reply:
+                body = await reply.read()
+                passed = {
+                    name: reply.headers[name]
+                    for name in ("Content-Type", "Location", "Retry-After")
+                    if name in reply.headers
+                }
+                return web.Response(status=reply.status, body=body, headers=passed)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.warning("task hub %s: peer %s did not answer: %r", hub, peer, exc)
+            return error_response(
+                502,
+                f"task hub '{hub}' runs in the runtime at {peer}, which did "
+                f"not answer ({type(exc).__name__})",
+            )
+
+    def _peer_session(self) -> aiohttp.ClientSession:
+        """One pooled client for calls passed on to peers, made on first use."""
+        if self._peers_client is None:
+            self._peers_client = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
+            )
+        return self._peers_client
+
+    async def close(self) -> None:
+        """Close the client for peers, if one was made."""
+        if self._peers_client is not None:
+            await self._peers_client.close()
+            self._peers_client = None
 
     async def _durable_route(
         self, request: web.Request, parts: list[str], hub: str

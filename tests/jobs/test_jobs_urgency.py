@@ -144,6 +144,25 @@ def test_a_process_serving_another_lane_does_not_hold_for_high_jobs(
     assert client.urgent_at_start == [0]
 
 
+@pytest.mark.parametrize(
+    ("lanes", "urgent"), [("normal,low", 0), ("low, high", 1), ("high", 1)]
+)
+def test_a_process_holds_for_high_jobs_only_if_it_serves_the_high_lane(
+    tmp_path: Path,
+    urgency: Urgency,
+    monkeypatch: pytest.MonkeyPatch,
+    lanes: str,
+    urgent: int,
+) -> None:
+    """A runtime leaving the high lane to a peer process names the lanes it keeps."""
+    monkeypatch.setenv("DURALANE_LANE", lanes)
+    client = NotingStarts(urgency)
+
+    _submit(tmp_path, [_spec(f"urg-lanes-{urgent}-{len(lanes)}", "high")], client)
+
+    assert client.urgent_at_start == [urgent]
+
+
 def test_a_resubmission_of_a_started_job_is_not_urgent(
     tmp_path: Path, urgency: Urgency
 ) -> None:

@@ -48,6 +48,8 @@ class RuntimeProcess:
     data_dir: Path
     host: str = "127.0.0.1"
     env: dict[str, str] = field(default_factory=dict)
+    # More `duralane run` options, such as --peer HUB=URL.
+    args: list[str] = field(default_factory=list)
     process: subprocess.Popen[str] | None = None
     lines: list[str] = field(default_factory=list)
     base_url: str = ""
@@ -68,6 +70,7 @@ class RuntimeProcess:
             "0",
             "--data-dir",
             str(self.data_dir),
+            *self.args,
         ]
 
     def spawn(self) -> None:
