@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -231,3 +232,103 @@ def test_store_instances_on_one_file_share_a_write_lock_taken_at_the_callers_pri
     priorities = asyncio.run(scenario())
 
     assert priorities[-2:] == [0, 2]
+
+
+@pytest.mark.parametrize(
+    ("priority", "pauses"),
+    [
+        (2, [0.0001, 0.0002, 0.0004, 0.0005, 0.0005]),
+        (0, [0.001, 0.002, 0.004, 0.008, 0.01]),
+    ],
+)
+def test_a_write_held_off_by_another_process_retries_on_its_prioritys_pauses(
+    tmp_path: Path, priority: int, pauses: list[float]
+) -> None:
+    """Another connection (as another process's would) holds the write lock.
+
+    The write must not wait in SQLite's busy handler, whose sleeps grow to
+    100 ms, but retry on short pauses, shorter for an urgent lane; once the
+    other write commits it begins, and the busy handler is back for the rest.
+    """
+    path = tmp_path / "state.sqlite3"
+    mine = sqlite3.connect(path, isolation_level=None, timeout=5)
+    mine.execute("PRAGMA journal_mode=WAL")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    slept: list[float] = []
+
+    def pause(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == len(pauses):
+            other.execute("COMMIT")
+
+    sqlite._begin_write(mine, priority, sleep=pause)
+
+    assert slept == pauses
+    assert mine.in_transaction
+    timeout = mine.execute("PRAGMA busy_timeout").fetchone()[0]
+    assert timeout == sqlite.BUSY_TIMEOUT_SECONDS * 1000
+    mine.execute("ROLLBACK")
+
+
+def test_a_write_held_off_past_the_busy_timeout_is_store_unavailable(
+    tmp_path: Path,
+) -> None:
+    """The retries stop at BUSY_TIMEOUT_SECONDS, on a clock the pauses move."""
+    path = tmp_path / "state.sqlite3"
+    asyncio.run(_create_then_close(SqliteStore(path), "first"))
+    mine = sqlite3.connect(path, isolation_level=None)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    now = [1000.0]
+
+    def pause(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        sqlite._begin_write(mine, 2, sleep=pause, clock=lambda: now[0])
+
+    assert now[0] - 1000.0 == pytest.approx(sqlite.BUSY_TIMEOUT_SECONDS, abs=0.001)
+    assert not mine.in_transaction
+    other.execute("ROLLBACK")
+
+
+def test_a_store_write_goes_through_once_another_process_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the store: a lock held elsewhere delays the create, loses nothing."""
+    path = tmp_path / "state.sqlite3"
+    asyncio.run(_create_then_close(SqliteStore(path), "first"))
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    pauses: list[float] = []
+    begin = sqlite._begin_write
+
+    def first_pause_ends_the_other_write(seconds: float) -> None:
+        pauses.append(seconds)
+        if other.in_transaction:
+            other.execute("COMMIT")
+
+    def begin_write(connection: sqlite3.Connection, priority: int) -> None:
+        begin(connection, priority, sleep=first_pause_ends_the_other_write)
+
+    monkeypatch.setattr(sqlite, "_begin_write", begin_write)
+    store = SqliteStore(path)
+
+    async def held_off() -> None:
+        await store.open()
+        other.execute("BEGIN IMMEDIATE")
+        with store_priority(2):
+            await store.create("jobs", _job_doc("second"))
+        await store.close()
+
+    asyncio.run(held_off())
+
+    assert pauses == [sqlite.WRITE_RETRY_PAUSES[2][0]]
+    found = sqlite3.connect(path).execute("SELECT count(*) FROM jobs").fetchone()
+    assert found == (2,)
+
+
+async def _create_then_close(store: SqliteStore, job_id: str) -> None:
+    await store.open()
+    await store.create("jobs", _job_doc(job_id))
+    await store.close()
