@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test screenshots chromium lint typecheck format bench clean
+.PHONY: run run-lanes test screenshots chromium lint typecheck format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,18 @@ $(NODE_STAMP): package.json
 ## run: serve function_app.py on the embedded runtime at 127.0.0.1:7071 until Ctrl-C.
 run: $(STAMP) local.settings.json
 	$(BIN)/duralane run --app function_app.py --host 127.0.0.1 --port 7071 --data-dir .duralane
+
+## run-lanes: as run, with the high lane in a runtime process of its own on port 7072.
+# Both share the app's store; each takes any lane's jobs and passes them on.
+RUN_APP := $(BIN)/duralane run --app function_app.py --host 127.0.0.1
+LANE_STORE := DURALANE_SQLITE_PATH=.duralane/state.sqlite3
+run-lanes: $(STAMP) local.settings.json
+	@trap 'kill $$high 2>/dev/null; wait' EXIT; \
+	DURALANE_LANE=high $(LANE_STORE) $(RUN_APP) --port 7072 --data-dir .duralane/high \
+		--peer DuralaneNormal=http://127.0.0.1:7071 \
+		--peer DuralaneLow=http://127.0.0.1:7071 & high=$$!; \
+	DURALANE_LANE=normal,low $(LANE_STORE) $(RUN_APP) --port 7071 --data-dir .duralane \
+		--peer DuralaneHigh=http://127.0.0.1:7072
 
 local.settings.json:
 	cp local.settings.sample.json $@

@@ -1,0 +1,125 @@
+"""The high lane in a runtime process of its own, beside one running the others.
+
+The machine-sized form of Azure's one Function App per lane: both processes
+share the app's SQLite store, each runs its lanes' task hubs, and either
+front door takes any lane's jobs.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.jobs_e2e.conftest import LOOPBACK
+from tests.jobs_e2e.support import (
+    TargetServer,
+    held_until,
+    http_job,
+    respond,
+    submit,
+    unique,
+    wait_job,
+    wait_state,
+)
+from tests.runtime.harness import WEBHOOK, RuntimeProcess
+
+
+@dataclass
+class LaneProcesses:
+    rest: RuntimeProcess  # normal and low
+    high: RuntimeProcess
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def lanes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaneProcesses]:
+    data = tmp_path_factory.mktemp("lane-processes")
+    rest_port, high_port = _free_port(), _free_port()
+    shared = {
+        "DURALANE_SQLITE_PATH": str(data / "state.sqlite3"),
+        "DURALANE_ALLOWED_TARGETS": LOOPBACK,
+    }
+
+    def process(
+        name: str, port: int, lanes: str, peers: dict[str, int]
+    ) -> RuntimeProcess:
+        args = ["--port", str(port)]
+        for hub, peer_port in peers.items():
+            args += ["--peer", f"{hub}=http://127.0.0.1:{peer_port}"]
+        env = {**shared, "DURALANE_LANE": lanes, "DURALANE_DATA_DIR": str(data / name)}
+        return RuntimeProcess(Path("function_app.py"), data / name, env=env, args=args)
+
+    rest = process("rest", rest_port, "normal,low", {"DuralaneHigh": high_port})
+    high = process(
+        "high",
+        high_port,
+        "high",
+        {"DuralaneNormal": rest_port, "DuralaneLow": rest_port},
+    )
+    rest.start()
+    try:
+        high.start()
+        yield LaneProcesses(rest, high)
+    finally:
+        high.stop()
+        rest.stop()
+
+
+def _ran_in(job: dict[str, object], runtime: RuntimeProcess) -> bool:
+    assert runtime.process is not None
+    return str(job["owner"]).endswith(f":{runtime.process.pid}")
+
+
+def test_a_high_job_sent_to_the_other_front_door_runs_in_the_high_process(
+    lanes: LaneProcesses, target: TargetServer
+) -> None:
+    job_id = unique("lanes-high")
+    job = submit(lanes.rest, http_job(job_id, target.route(respond(200)), lane="high"))
+
+    done = wait_state(lanes.rest, job_id, "succeeded")
+
+    assert _ran_in(done, lanes.high), done["owner"]
+    instance = lanes.high.get(
+        f"{WEBHOOK}/instances/{job['instanceId']}", params={"taskHub": "DuralaneHigh"}
+    )
+    assert instance.json()["runtimeStatus"] == "Completed"
+
+
+def test_a_low_job_sent_to_the_high_front_door_runs_in_the_other_process(
+    lanes: LaneProcesses, target: TargetServer
+) -> None:
+    job_id = unique("lanes-low")
+    submit(lanes.high, http_job(job_id, target.route(respond(200)), lane="low"))
+
+    done = wait_state(lanes.high, job_id, "succeeded")
+
+    assert _ran_in(done, lanes.rest), done["owner"]
+
+
+def test_a_high_job_is_cancelled_from_the_process_that_does_not_run_it(
+    lanes: LaneProcesses, target: TargetServer
+) -> None:
+    """DELETE raises the cancel event through the peer's hub."""
+    release = threading.Event()
+    url = target.route(held_until(release))
+    job_id = unique("lanes-cancel")
+    submit(lanes.high, http_job(job_id, url, lane="high"))
+    wait_job(lanes.rest, job_id, lambda j: j["status"] == "running", "to start")
+
+    try:
+        response = lanes.rest.delete(f"/api/jobs/{job_id}")
+        assert response.status_code == 202, response.text
+        job = wait_state(lanes.rest, job_id, "cancelled")
+    finally:
+        release.set()
+    assert _ran_in(job, lanes.high)
