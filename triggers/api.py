@@ -27,7 +27,9 @@ from duralane.store import Filter, StoreError, iso_utc
 from triggers.submission import (
     LANE_HUBS,
     ORCHESTRATOR,
+    LaneUnavailable,
     job_json,
+    lane_call,
     submit_and_start,
     urgent_start,
 )
@@ -80,6 +82,8 @@ def guarded(handler: Handler) -> Handler:
             )
         except StoreError as exc:
             return problem(exc.http_status, str(exc))
+        except LaneUnavailable as exc:
+            return problem(503, str(exc))
         except ValueError as exc:
             return problem(400, str(exc))
 
@@ -155,7 +159,9 @@ async def cancel_job(
     if record.state.is_final:
         return problem(409, f"job {record.job_id} is already {record.state.value}")
     client = {"high": high, "normal": normal, "low": low}[record.spec.lane]
-    await client.raise_event(record.instance_id, "cancel", None)
+    not_cancelled = f"job {record.job_id} was not cancelled; try again"
+    with lane_call(record.spec.lane, record.job_id, not_cancelled):
+        await client.raise_event(record.instance_id, "cancel", None)
     return reply(202, {"job": job_json(record), "cancelRequested": True})
 
 
@@ -276,10 +282,15 @@ async def _replay(
     record = await service.prepare_replay(store, job_id)
     client = clients[record.spec.lane]
     # A replay's start lag counts from now, against its lane's deadline.
+    not_started = (
+        f"job {job_id} is queued again but not started; submit its spec (as GET "
+        f"/api/jobs/{job_id} shows it) again with the same idempotency key to start it"
+    )
     with urgent_start(record.spec) as started:
-        await client.start_new(
-            ORCHESTRATOR, record.instance_id, JobOrder.for_record(record).to_json()
-        )
+        with lane_call(record.spec.lane, job_id, not_started):
+            await client.start_new(
+                ORCHESTRATOR, record.instance_id, JobOrder.for_record(record).to_json()
+            )
         started()
     return record
 

@@ -21,8 +21,42 @@ from duralane.urgency import urgent_work
 logger = logging.getLogger(__name__)
 
 ORCHESTRATOR = "run_job"
+ENDED_STATUSES = (
+    df.OrchestrationRuntimeStatus.Completed,
+    df.OrchestrationRuntimeStatus.Failed,
+    df.OrchestrationRuntimeStatus.Terminated,
+)
 # Each lane is its own task hub; in Azure its own Function App serves it.
 LANE_HUBS = {"high": "DuralaneHigh", "normal": "DuralaneNormal", "low": "DuralaneLow"}
+
+
+class LaneUnavailable(Exception):
+    """A lane's task hub did not take a call; the message says what stands."""
+
+
+@contextlib.contextmanager
+def lane_call(lane: str, job_id: str, outcome: str) -> Iterator[None]:
+    """Turn a durable client call that failed into LaneUnavailable.
+
+    Where a lane runs in a peer runtime, or in Azure in its own Function App,
+    the call can fail while the job store write before it has succeeded:
+    outcome tells the caller what that left and how to finish it.
+    """
+    hub = LANE_HUBS[lane]
+    try:
+        yield
+    except Exception as exc:
+        logger.warning(
+            "job %s lane %s: task hub %s did not take the call: %r",
+            job_id,
+            lane,
+            hub,
+            exc,
+        )
+        raise LaneUnavailable(
+            f"the {lane} lane's task hub {hub} did not answer "
+            f"({type(exc).__name__}); {outcome}"
+        ) from exc
 
 
 async def submit_and_start(
@@ -94,14 +128,23 @@ async def _submit_and_start(
     # A queued job from an earlier call may have lost its start to a crash
     # between the store write and start_new: start it if it never began. Only
     # a resubmission pays for that status check.
+    not_started = (
+        f"job {record.job_id} is stored as queued but not started; submit it again "
+        "with the same idempotency key to start it"
+    )
     starting = submission.created
     if not starting and record.state == JobState.QUEUED:
-        starting = not await client.get_status(record.instance_id)
+        with lane_call(spec.lane, record.job_id, not_started):
+            status = await client.get_status(record.instance_id)
+        # No instance, or only an earlier run's that has ended (a replay whose
+        # start failed): either way this run never began.
+        starting = not status or _ended(status)
     if starting:
         await urgent_work.step_aside(priority)
-        await client.start_new(
-            ORCHESTRATOR, record.instance_id, JobOrder.for_record(record).to_json()
-        )
+        with lane_call(spec.lane, record.job_id, not_started):
+            await client.start_new(
+                ORCHESTRATOR, record.instance_id, JobOrder.for_record(record).to_json()
+            )
         logger.info(
             "started job %s lane %s as instance %s",
             record.job_id,
@@ -109,6 +152,11 @@ async def _submit_and_start(
             record.instance_id,
         )
     return submission, starting
+
+
+def _ended(status: Any) -> bool:
+    """Whether an instance status is final: completed, failed or terminated."""
+    return getattr(status, "runtime_status", None) in ENDED_STATUSES
 
 
 def job_json(record: Any) -> dict[str, Any]:

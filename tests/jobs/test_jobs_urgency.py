@@ -6,8 +6,10 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import azure.durable_functions as df
 import pytest
 
 import activities.jobs as job_activities
@@ -196,7 +198,7 @@ def test_a_high_submission_whose_start_fails_leaves_nothing_urgent(
 ) -> None:
     client = NotingStarts(urgency, fail=True)
 
-    with pytest.raises(ConnectionError):
+    with pytest.raises(submission.LaneUnavailable, match="ConnectionError"):
         _submit(tmp_path, [_spec("urg-broken-1", "high")], client)
 
     assert client.urgent_at_start == [1]
@@ -252,11 +254,42 @@ def test_a_replay_whose_start_fails_leaves_nothing_urgent(
 
     monkeypatch.setattr(client, "start_new", start_new)
 
-    with pytest.raises(ConnectionError):
+    with pytest.raises(submission.LaneUnavailable, match="queued again"):
         _replay_scenario(tmp_path, monkeypatch, client, "urg-replay-2")
 
     assert client.urgent_at_start == [1, 1]
     assert urgency.in_flight() == 0
+
+
+class EndedEarlierRun(NotingStarts):
+    """The instance id holds the job's last run, which has ended."""
+
+    async def get_status(self, instance_id: str) -> object:
+        return SimpleNamespace(runtime_status=df.OrchestrationRuntimeStatus.Completed)
+
+
+def test_a_replay_whose_start_failed_starts_when_its_job_is_submitted_again(
+    tmp_path: Path, urgency: Urgency, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay's 503 says to submit again; that must start the queued run."""
+    failing = NotingStarts(urgency)
+    outcomes = iter([False, True])
+    original = failing.start_new
+
+    async def start_new(name: str, instance_id: str, payload: object) -> str:
+        failing.fail = next(outcomes)
+        return await original(name, instance_id, payload)
+
+    monkeypatch.setattr(failing, "start_new", start_new)
+    with pytest.raises(submission.LaneUnavailable):
+        _replay_scenario(tmp_path, monkeypatch, failing, "urg-replay-3")
+    client = EndedEarlierRun(urgency)
+
+    (again,) = _submit(tmp_path, [_spec("urg-replay-3", "high")], client)
+
+    assert not again.created
+    assert again.record.run == 2
+    assert len(client.urgent_at_start) == 1, "the queued replay was not started"
 
 
 def test_a_low_submission_steps_aside_while_a_high_start_is_urgent(

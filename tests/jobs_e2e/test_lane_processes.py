@@ -18,6 +18,7 @@ import pytest
 from tests.jobs_e2e.conftest import LOOPBACK
 from tests.jobs_e2e.support import (
     TargetServer,
+    get_job,
     held_until,
     http_job,
     respond,
@@ -41,32 +42,37 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _lane_process(
+    data: Path, name: str, port: int, lanes: str, peers: dict[str, int]
+) -> RuntimeProcess:
+    """One of the lane runtimes: its own data dir and port, the app's store shared."""
+    args = ["--port", str(port)]
+    for hub, peer_port in peers.items():
+        args += ["--peer", f"{hub}=http://127.0.0.1:{peer_port}"]
+    env = {
+        "DURALANE_SQLITE_PATH": str(data / "state.sqlite3"),
+        "DURALANE_ALLOWED_TARGETS": LOOPBACK,
+        "DURALANE_LANE": lanes,
+        "DURALANE_DATA_DIR": str(data / name),
+    }
+    return RuntimeProcess(Path("function_app.py"), data / name, env=env, args=args)
+
+
+def _high_process(data: Path, port: int, rest_port: int) -> RuntimeProcess:
+    peers = {"DuralaneNormal": rest_port, "DuralaneLow": rest_port}
+    return _lane_process(data, "high", port, "high", peers)
+
+
+def _rest_process(data: Path, port: int, high_port: int) -> RuntimeProcess:
+    return _lane_process(data, "rest", port, "normal,low", {"DuralaneHigh": high_port})
+
+
 @pytest.fixture(scope="module")
 def lanes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaneProcesses]:
     data = tmp_path_factory.mktemp("lane-processes")
     rest_port, high_port = _free_port(), _free_port()
-    shared = {
-        "DURALANE_SQLITE_PATH": str(data / "state.sqlite3"),
-        "DURALANE_ALLOWED_TARGETS": LOOPBACK,
-    }
-
-    def process(
-        name: str, port: int, lanes: str, peers: dict[str, int]
-    ) -> RuntimeProcess:
-        args = ["--port", str(port)]
-        for hub, peer_port in peers.items():
-            args += ["--peer", f"{hub}=http://127.0.0.1:{peer_port}"]
-        env = {**shared, "DURALANE_LANE": lanes, "DURALANE_DATA_DIR": str(data / name)}
-        return RuntimeProcess(Path("function_app.py"), data / name, env=env, args=args)
-
-    rest = process("rest", rest_port, "normal,low", {"DuralaneHigh": high_port})
-    high = process(
-        "high",
-        high_port,
-        "high",
-        {"DuralaneNormal": rest_port, "DuralaneLow": rest_port},
-    )
-    rest.start()
+    rest = _rest_process(data, rest_port, high_port).start()
+    high = _high_process(data, high_port, rest_port)
     try:
         high.start()
         yield LaneProcesses(rest, high)
@@ -123,3 +129,34 @@ def test_a_high_job_is_cancelled_from_the_process_that_does_not_run_it(
     finally:
         release.set()
     assert _ran_in(job, lanes.high)
+
+
+def test_a_job_whose_lane_runtime_is_down_stays_queued_and_starts_when_sent_again(
+    tmp_path: Path, target: TargetServer
+) -> None:
+    """503 with what to do; the stored job waits; a resubmission starts it."""
+    rest_port, high_port = _free_port(), _free_port()
+    rest = _rest_process(tmp_path, rest_port, high_port).start()
+    try:
+        job_id = unique("lanes-down")
+        spec = http_job(job_id, target.route(respond(200)), lane="high")
+
+        refused = rest.post("/api/jobs", json=spec)
+
+        assert refused.status_code == 503, refused.text
+        message = refused.json()["error"]
+        assert "task hub DuralaneHigh did not answer" in message
+        assert "submit it again with the same idempotency key" in message
+        assert get_job(rest, job_id)["status"] == "queued"
+        assert "Traceback" not in rest.log()
+
+        high = _high_process(tmp_path, high_port, rest_port).start()
+        try:
+            again = rest.post("/api/jobs", json=spec)
+            assert again.status_code == 200, again.text
+            done = wait_state(rest, job_id, "succeeded")
+            assert _ran_in(done, high)
+        finally:
+            high.stop()
+    finally:
+        rest.stop()
