@@ -222,7 +222,7 @@ async def replay_dead_letters(
             try:
                 await _replay(str(letter["id"]), clients)
                 replayed.append(str(letter["id"]))
-            except (StoreError, ValueError) as exc:
+            except (StoreError, ValueError, LaneUnavailable) as exc:
                 failed.append({"id": str(letter["id"]), "reason": str(exc)})
         continuation = page.continuation
         if not continuation:
