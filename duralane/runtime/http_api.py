@@ -45,6 +45,8 @@ WEBHOOK_PREFIX = "/runtime/webhooks/durabletask"
 QUEUE_PREFIX = "/runtime/queues"
 # The durable client binding's calls: WEBHOOK_PREFIX/rpc/<runtime's token>/...
 RPC_SEGMENT = "rpc"
+# Marks a management call one runtime passed on to the peer that runs its hub.
+FORWARDED_HEADER = "X-Duralane-Forwarded-By"
 ROUTE_PARAMETER = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}?]*)?(\?)?\}")
 
 
@@ -240,9 +242,17 @@ class HttpApi:
         worker = self.runtime.workers.get(hub)
         if worker is None:
             peer = self.runtime.peers.get(hub)
-            if peer is not None:
-                return await self._forward(request, peer, hub, parts)
-            return error_response(404, f"task hub '{hub}' is not served here")
+            if peer is None:
+                return error_response(404, f"task hub '{hub}' is not served here")
+            if FORWARDED_HEADER in request.headers:
+                # Passed on once already: two runtimes naming each other for
+                # one hub would pass it back and forth for good.
+                return error_response(
+                    404,
+                    f"task hub '{hub}' runs in neither this runtime nor the one "
+                    "that passed the call on; each names the other as its peer",
+                )
+            return await self._forward(request, peer, hub, parts)
         try:
             return await self._durable_route(request, parts, hub)
         except ValueError as exc:
@@ -259,7 +269,7 @@ class HttpApi:
         """
         path = "/".join(quote(part, safe="") for part in parts)
         url = f"{peer}{WEBHOOK_PREFIX}/taskhubs/{quote(hub, safe='')}/{path}"
-        headers = {}
+        headers = {FORWARDED_HEADER: self.runtime.base_url}
         if self.runtime.api_key:
             headers["x-functions-key"] = self.runtime.api_key
         if "Content-Type" in request.headers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,6 +161,40 @@ def test_a_peer_bound_beyond_loopback_takes_the_shared_key_from_clients(
     finally:
         front.stop()
         runner.stop()
+
+
+def test_two_runtimes_naming_each_other_for_a_hub_answer_404_not_a_loop(
+    tmp_path: Path,
+) -> None:
+    """Neither runs the hub; the second does not pass on a passed-on call."""
+    ports = [_free_port(), _free_port()]
+    pair = [
+        RuntimeProcess(
+            PEER_APP,
+            tmp_path / f"runtime-{n}",
+            args=[
+                *("--port", str(ports[n])),
+                *("--peer", f"{REMOTE_HUB}=http://127.0.0.1:{ports[1 - n]}"),
+            ],
+        )
+        for n in (0, 1)
+    ]
+    for runtime in pair:
+        runtime.start()
+    try:
+        answer = pair[0].get(f"{WEBHOOK}/instances", params={"taskHub": REMOTE_HUB})
+
+        assert answer.status_code == 404
+        assert "each names the other as its peer" in answer.json()["error"]
+    finally:
+        for runtime in pair:
+            runtime.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(
