@@ -194,3 +194,59 @@ def test_a_fan_out_episode_stores_its_thousand_rows_of_each_kind_in_order(
     assert [e["EventId"] for e in history] == list(range(width))
     assert [w.task_id for w in claimed] == list(range(width))
     assert [m.event["TimerId"] for m in again.pending] == list(range(width))
+
+
+def test_an_episodes_events_are_one_history_row_and_read_back_one_by_one(
+    tmp_path: Path,
+) -> None:
+    """One row per episode, its events one per line (a newline in a value is
+    escaped in JSON); rows of the older form, one event each, read the same."""
+    path = tmp_path / "runtime.sqlite3"
+    store = HubStore(path)
+    now = time.time()
+    moment = datetime.fromtimestamp(now).astimezone()
+    episode = [
+        event(EventType.ORCHESTRATOR_STARTED, moment),
+        event(EventType.TASK_SCHEDULED, moment, 0, Name="two\nlines", Input='"a\\nb"'),
+        event(EventType.TASK_SCHEDULED, moment, 1, Name="echo", Input="2"),
+        event(EventType.ORCHESTRATOR_COMPLETED, moment),
+    ]
+    older = [
+        event(EventType.ORCHESTRATOR_STARTED, moment),
+        event(EventType.TASK_COMPLETED, moment, TaskScheduledId=0, Result="1"),
+    ]
+    try:
+        _create(store, "rows-a", now)
+        loaded = store.load(HUB, "rows-a", now + 1)
+        assert loaded.instance is not None
+        store.commit_episode(
+            HUB,
+            EpisodeResult(
+                instance=loaded.instance,
+                consumed=[m.id for m in loaded.pending if m.id is not None],
+                new_history=episode,
+            ),
+        )
+        with store.transaction() as db:
+            db.executemany(
+                "INSERT INTO history (hub, instance_id, seq, event) VALUES (?,?,?,?)",
+                [
+                    (HUB, "rows-a", len(episode) + n, json.dumps(e))
+                    for n, e in enumerate(older)
+                ],
+            )
+        seqs = store._connection().execute(
+            "SELECT seq FROM history WHERE hub=? AND instance_id=?", (HUB, "rows-a")
+        )
+        rows = [seq for (seq,) in seqs]
+    finally:
+        store.stop_writer()
+        store.close()
+    reopened = HubStore(path)
+    try:
+        history = reopened.history(HUB, "rows-a")
+    finally:
+        reopened.close()
+
+    assert rows == [0, 4, 5]
+    assert history == json.loads(json.dumps(episode + older))
