@@ -27,14 +27,15 @@ from tests.clocks import CountingClock
 class NotingStarts:
     """A durable client that notes how much was urgent when each start came."""
 
-    def __init__(self, urgency: Urgency, *, fail: bool = False) -> None:
+    def __init__(self, urgency: Urgency, *, fail_from: int | None = None) -> None:
         self.urgency = urgency
-        self.fail = fail
+        # Starts from this one on (the first is 1) find the task hub unreachable.
+        self.fail_from = fail_from
         self.urgent_at_start: list[int] = []
 
     async def start_new(self, name: str, instance_id: str, payload: object) -> str:
         self.urgent_at_start.append(self.urgency.in_flight())
-        if self.fail:
+        if self.fail_from is not None and len(self.urgent_at_start) >= self.fail_from:
             raise ConnectionError("the task hub is unreachable")
         return instance_id
 
@@ -196,7 +197,7 @@ def test_a_resubmission_while_the_first_is_starting_keeps_it_urgent(
 def test_a_high_submission_whose_start_fails_leaves_nothing_urgent(
     tmp_path: Path, urgency: Urgency
 ) -> None:
-    client = NotingStarts(urgency, fail=True)
+    client = NotingStarts(urgency, fail_from=1)
 
     with pytest.raises(submission.LaneUnavailable, match="ConnectionError"):
         _submit(tmp_path, [_spec("urg-broken-1", "high")], client)
@@ -244,15 +245,7 @@ def test_a_replayed_high_job_is_urgent_until_its_attempt_is_recorded(
 def test_a_replay_whose_start_fails_leaves_nothing_urgent(
     tmp_path: Path, urgency: Urgency, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = NotingStarts(urgency)
-    failing_from_the_second = iter([False, True])
-    original = client.start_new
-
-    async def start_new(name: str, instance_id: str, payload: object) -> str:
-        client.fail = next(failing_from_the_second)
-        return await original(name, instance_id, payload)
-
-    monkeypatch.setattr(client, "start_new", start_new)
+    client = NotingStarts(urgency, fail_from=2)
 
     with pytest.raises(submission.LaneUnavailable, match="queued again"):
         _replay_scenario(tmp_path, monkeypatch, client, "urg-replay-2")
@@ -272,15 +265,7 @@ def test_a_replay_whose_start_failed_starts_when_its_job_is_submitted_again(
     tmp_path: Path, urgency: Urgency, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The replay's 503 says to submit again; that must start the queued run."""
-    failing = NotingStarts(urgency)
-    outcomes = iter([False, True])
-    original = failing.start_new
-
-    async def start_new(name: str, instance_id: str, payload: object) -> str:
-        failing.fail = next(outcomes)
-        return await original(name, instance_id, payload)
-
-    monkeypatch.setattr(failing, "start_new", start_new)
+    failing = NotingStarts(urgency, fail_from=2)
     with pytest.raises(submission.LaneUnavailable):
         _replay_scenario(tmp_path, monkeypatch, failing, "urg-replay-3")
     client = EndedEarlierRun(urgency)

@@ -34,9 +34,16 @@ def _front(tmp_path: Path, runner: RuntimeProcess, **kwargs: object) -> RuntimeP
     )
 
 
-def _completed(runtime: RuntimeProcess, instance: str, **params: str) -> bool:
-    status = runtime.get(f"/api/remote/status/{instance}", params=params)
-    return bool(status.json()["runtimeStatus"] == "Completed")
+def _wait_completed(
+    front: RuntimeProcess, runner: RuntimeProcess, instance: str
+) -> None:
+    """Wait, with a bound, for the client in front to see the instance complete."""
+
+    def completed() -> bool:
+        status = front.get(f"/api/remote/status/{instance}")
+        return bool(status.json()["runtimeStatus"] == "Completed")
+
+    wait_until(completed, timeout=30, what=f"{instance} to complete", detail=runner.log)
 
 
 def test_a_peer_hubs_instance_runs_in_the_peer_and_answers_the_client_here(
@@ -57,12 +64,7 @@ def test_a_peer_hubs_instance_runs_in_the_peer_and_answers_the_client_here(
 
         raised = front.post(f"/api/remote/raise/{instance}", json="Oslo")
         assert raised.status_code == 202, raised.text
-        wait_until(
-            lambda: _completed(front, instance),
-            timeout=30,
-            what=f"{instance} to complete",
-            detail=runner.log,
-        )
+        _wait_completed(front, runner, instance)
         output = front.get(f"/api/remote/status/{instance}").json()["output"]
         # The SDK client JSON-encodes event data once more than it decodes it
         # (see test_durable_client), so the name arrives as JSON text.
@@ -89,12 +91,7 @@ def test_check_status_urls_from_here_reach_the_instance_through_this_runtime(
             timeout=10,
         )
         assert sent.status_code == 202, sent.text
-        wait_until(
-            lambda: _completed(front, instance),
-            timeout=30,
-            what=f"{instance} to complete",
-            detail=runner.log,
-        )
+        _wait_completed(front, runner, instance)
         status = httpx.get(urls["statusQueryGetUri"], timeout=10)
         assert status.status_code == 200, status.text
         assert status.json()["output"]["greeting"] == "hello Lima"
@@ -147,12 +144,7 @@ def test_a_peer_bound_beyond_loopback_takes_the_shared_key_from_clients(
         assert front.post(f"/api/remote/start/{instance}").status_code == 202
         raised = front.post(f"/api/remote/raise/{instance}", json="Kyiv")
         assert raised.status_code == 202, raised.text
-        wait_until(
-            lambda: _completed(front, instance),
-            timeout=30,
-            what=f"{instance} to complete",
-            detail=runner.log,
-        )
+        _wait_completed(front, runner, instance)
         status = runner.get(
             f"{WEBHOOK}/instances/{instance}",
             params={"taskHub": REMOTE_HUB, **key},
