@@ -8,7 +8,10 @@ this one. Start lag is the job's own startLagMs (stored at submission to
 first attempt start); the runtime's log, written to a file, splits it into
 steps (highStagesMs). The jobs' loopback target serves from a process of its
 own as well, so only the high sender runs Python in this process while the
-high jobs are timed.
+high jobs are timed. Duralane runs twice: all lanes in one runtime process
+(`make run`), then the high lane in a runtime of its own that shares the
+app's store with the one running the other lanes (`make run-lanes`, --peer),
+the high jobs sent to its port.
 Celery: one Redis server on a free loopback port (Debian's redis-server,
 installed with apt-get if missing), one queue with Redis priority steps (high
 = priority 0, low = 9), a prefork worker with two processes and prefetch 1,
@@ -18,6 +21,7 @@ low jobs finished per second of the window from the flood's start until every
 high job has started. Last line: one JSON object.
 
     python benchmarks/lane_latency.py [--flood 10000] [--high 200] [--skip-celery]
+        [--skip-one-process] [--skip-lane-processes]
 """
 
 from __future__ import annotations
