@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -10,8 +11,9 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from duralane.jobs import service
-from duralane.jobs.model import field_errors, parse_job_spec
-from triggers.submission import LANE_HUBS, submit_and_start
+from duralane.jobs.model import JobSpec, field_errors, parse_job_spec
+from duralane.store import Store
+from triggers.submission import LANE_HUBS, LaneUnavailable, submit_and_start
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +21,9 @@ bp = df.Blueprint()
 CONNECTION = "ServiceBusConnection"
 # Azure's path of a queue's dead-letter sub-queue.
 DEAD_LETTER_QUEUE = "/$deadletterqueue"
+# Pauses between tries of a start the job's lane did not take: 15.5 s in all,
+# well inside the lanes' one-minute message locks, before the delivery fails.
+START_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 async def _accept(
@@ -44,7 +49,7 @@ async def _accept(
             store, queue, message.message_id or "", text, str(exc)
         )
         return
-    submission = await submit_and_start(store, spec, client)
+    submission = await _submitted(store, spec, client, queue, message)
     logger.info(
         "queue %s message %s became job %s (%s)",
         queue,
@@ -52,6 +57,36 @@ async def _accept(
         submission.record.job_id,
         "new" if submission.created else "existing",
     )
+
+
+async def _submitted(
+    store: Store,
+    spec: JobSpec,
+    client: df.DurableOrchestrationClient,
+    queue: str,
+    message: func.ServiceBusMessage,
+) -> service.Submission:
+    """Submit, retrying for a while if the job's lane does not take its start.
+
+    The job is stored by the first try. A lane in a peer runtime that is
+    restarting answers again within seconds, and failing at once would spend
+    the message's deliveries in milliseconds and dead-letter a valid job.
+    """
+    for delay in START_RETRY_DELAYS:
+        try:
+            return await submit_and_start(store, spec, client)
+        except LaneUnavailable:
+            logger.info(
+                "queue %s message %s job %s: lane %s did not take the start; "
+                "trying again in %.1f s",
+                queue,
+                message.message_id,
+                spec.id,
+                spec.lane,
+                delay,
+            )
+            await asyncio.sleep(delay)
+    return await submit_and_start(store, spec, client)
 
 
 def _with_lane(body: bytes, lane: str) -> dict[str, object]:

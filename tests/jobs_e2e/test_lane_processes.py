@@ -7,6 +7,8 @@ front door takes any lane's jobs.
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -160,3 +162,39 @@ def test_a_job_whose_lane_runtime_is_down_stays_queued_and_starts_when_sent_agai
             high.stop()
     finally:
         rest.stop()
+
+
+def test_a_queue_message_for_a_lane_that_is_down_waits_for_it_to_come_back(
+    tmp_path: Path, target: TargetServer
+) -> None:
+    """Not ten failed deliveries in a few milliseconds and a dead letter."""
+    rest_port, high_port = _free_port(), _free_port()
+    rest = _rest_process(tmp_path, rest_port, high_port).start()
+    try:
+        job_id = unique("lanes-queue")
+        spec = http_job(job_id, target.route(respond(200)))
+        sent = rest.post(
+            "/runtime/queues/jobs-high/messages",
+            content=json.dumps(spec),
+            headers={"x-message-id": job_id, "Content-Type": "application/json"},
+        )
+        assert sent.status_code == 201, sent.text
+        rest.wait_for_log(re.compile(rf"job {job_id}: lane high did not take"), 30)
+
+        high = _high_process(tmp_path, high_port, rest_port).start()
+        try:
+            done = wait_state(rest, job_id, "succeeded", timeout=60)
+        finally:
+            high.stop()
+        in_queue = rest.get(
+            "/runtime/queues/jobs-high/deadletters", params={"count": 100}
+        )
+        # The dead-letter trigger would have moved one into the app's store.
+        moved = rest.get(f"/api/deadletters/msg-jobs-high-{job_id}")
+    finally:
+        rest.stop()
+
+    assert _ran_in(done, high)
+    assert in_queue.status_code == 200, in_queue.text
+    assert job_id not in in_queue.text
+    assert moved.status_code == 404, moved.text
