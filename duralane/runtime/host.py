@@ -42,6 +42,7 @@ from duralane.runtime.http_api import (
     HttpApi,
     is_loopback,
     management_payload,
+    peer_token,
 )
 from duralane.runtime.hubstore import HubStore
 from duralane.runtime.inprocess import InProcessStarts
@@ -320,12 +321,12 @@ class Runtime:
     def _peer_rpc_base_url(self, hub: str) -> str:
         """Where a durable client calls a hub that a peer runtime runs.
 
-        The client cannot send a key: with one set, the path carries it, as the
-        rpc token does for this runtime's own clients.
+        The client cannot send a key: with one set, the path carries a token
+        derived from it, as the rpc token does for this runtime's own clients.
         """
         rpc = f"{self.peers[hub]}{WEBHOOK_PREFIX}/"
         if self.api_key:
-            rpc += f"{RPC_SEGMENT}/{quote(self.api_key, safe='')}/"
+            rpc += f"{RPC_SEGMENT}/{peer_token(self.api_key)}/"
         return rpc + f"taskhubs/{quote(hub, safe='')}/"
 
     def client_arguments(self, entry: FunctionEntry) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -48,6 +49,19 @@ RPC_SEGMENT = "rpc"
 # Marks a management call one runtime passed on to the peer that runs its hub.
 FORWARDED_HEADER = "X-Duralane-Forwarded-By"
 ROUTE_PARAMETER = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}?]*)?(\?)?\}")
+
+
+def peer_token(api_key: str) -> str:
+    """The rpc path secret runtimes sharing an API key give each other's clients.
+
+    Derived from the key, so the key itself never appears in a URL, and
+    hex, so it stays one path segment whatever the key holds. Empty without
+    a key: peers on loopback need none.
+    """
+    if not api_key:
+        return ""
+    digest = hmac.new(api_key.encode(), b"duralane peer rpc", hashlib.sha256)
+    return digest.hexdigest()
 
 
 def is_loopback(host: str) -> bool:
@@ -146,9 +160,9 @@ class HttpApi:
     # Keys
 
     def _client_secret(self, segment: list[str]) -> bool:
-        """The rpc path's secret: this runtime's token, or the API key if set."""
+        """The rpc path's secret: this runtime's token, or the peers' one if set."""
         supplied = segment[0] if segment else ""
-        secrets_known = [self.runtime.rpc_token, self.runtime.api_key]
+        secrets_known = [self.runtime.rpc_token, peer_token(self.runtime.api_key)]
         return any(
             known and hmac.compare_digest(supplied.encode(), known.encode())
             for known in secrets_known
@@ -229,7 +243,7 @@ class HttpApi:
         parts = [p for p in request.match_info["tail"].split("/") if p]
         if parts[:1] == [RPC_SEGMENT] and self._client_secret(parts[1:2]):
             # A durable client, which has no way to send a key: this runtime's
-            # own (the rpc token) or a peer runtime's (the shared API key).
+            # own (the rpc token) or a peer runtime's (from the shared API key).
             parts = parts[2:]
         elif not self._authorized(request, "admin"):
             return error_response(
