@@ -45,8 +45,9 @@ T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 10.0
 WORKER_THREADS = 4
-# Pauses between tries to begin a write while another process writes, by store
-# priority (0 low, 1 normal, 2 high): the first, and the longest they grow to.
+# Pauses between tries of a statement while another process holds the lock it
+# needs, by store priority (0 low, 1 normal, 2 high): the first, and the
+# longest they grow to.
 # SQLite's own handler would sleep 1, 2, 5, 10 ... 100 ms, and a high-lane
 # process sharing the file with a flooded one waited up to 100 ms for it.
 WRITE_RETRY_PAUSES = {0: (0.001, 0.01), 1: (0.0005, 0.005), 2: (0.0001, 0.0005)}
@@ -55,8 +56,8 @@ WRITE_RETRY_PAUSES = {0: (0.001, 0.01), 1: (0.0005, 0.005), 2: (0.0001, 0.0005)}
 # Writers of one file in this process, whichever store instance (one per event
 # loop) they use, queue on one lock and take turns by priority, instead of
 # meeting in SQLite's busy handler, which sleeps in steps of up to 100 ms.
-# A writer held off by another process's write retries on its own pauses
-# instead (see _begin_write), shorter the more urgent it is.
+# A statement held off by another process retries on its own pauses instead
+# (see _retry_busy), shorter the more urgent it is.
 _write_locks: dict[Path, PriorityLender[Path]] = {}
 _write_locks_guard = threading.Lock()
 
@@ -198,33 +199,40 @@ def _decode_continuation(token: str, container: str) -> tuple[Any, str]:
     return order_value, str(record_id)
 
 
+def _retry_busy(
+    attempt: Callable[[], T],
+    priority: int,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Run attempt, again on this priority's pauses while another process holds
+    the lock it needs, for BUSY_TIMEOUT_SECONDS at most.
+
+    The store's connections run without SQLite's busy handler (see
+    _connection), so this is where a statement waits for another process.
+    """
+    first, longest = WRITE_RETRY_PAUSES.get(priority, WRITE_RETRY_PAUSES[0])
+    pause = first
+    deadline = clock() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            return attempt()
+        except sqlite3.OperationalError as error:
+            busy = getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+            if not busy or clock() + pause > deadline:
+                raise
+        sleep(pause)
+        pause = min(pause * 2, longest)
+
+
 def _begin_write(
     connection: sqlite3.Connection,
     priority: int,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """BEGIN IMMEDIATE, retried on this priority's pauses while another process writes.
-
-    Only the BEGIN runs without the busy handler: reads and the commit keep it.
-    """
-    first, longest = WRITE_RETRY_PAUSES.get(priority, WRITE_RETRY_PAUSES[0])
-    pause = first
-    deadline = clock() + BUSY_TIMEOUT_SECONDS
-    connection.execute("PRAGMA busy_timeout = 0")
-    try:
-        while True:
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                busy = getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
-                if not busy or clock() + pause > deadline:
-                    raise
-            sleep(pause)
-            pause = min(pause * 2, longest)
-    finally:
-        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    """BEGIN IMMEDIATE, tried again while another process writes (_retry_busy)."""
+    _retry_busy(lambda: connection.execute("BEGIN IMMEDIATE"), priority, sleep, clock)
 
 
 class SqliteStore(Store):
@@ -265,6 +273,10 @@ class SqliteStore(Store):
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
+            # From here on a statement held off by another process waits in
+            # _retry_busy, on short pauses by priority, not in SQLite's busy
+            # handler, whose sleeps grow to 100 ms.
+            connection.execute("PRAGMA busy_timeout = 0")
             self._local.connection = connection
             with self._connections_lock:
                 self._connections.append(connection)
@@ -293,7 +305,8 @@ class SqliteStore(Store):
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
-            connection.execute("COMMIT")
+            # A busy COMMIT leaves the transaction open to be committed again.
+            _retry_busy(lambda: connection.execute("COMMIT"), priority)
         return result
 
     def _expires_at(self, doc: Doc) -> float | None:
@@ -463,7 +476,10 @@ class SqliteStore(Store):
         self, spec: ContainerSpec, pk: str, record_id: str, meter: Meter
     ) -> Doc:
         def read() -> Doc:
-            row = self._live_row(self._connection(), spec, pk, record_id)
+            row = _retry_busy(
+                lambda: self._live_row(self._connection(), spec, pk, record_id),
+                current_priority(),
+            )
             meter.add(rows=1)
             if row is None:
                 raise RecordNotFound(spec.name, record_id, "no such record")
@@ -581,7 +597,10 @@ class SqliteStore(Store):
         params.append(page_size + 1)
 
         def run_query() -> list[Any]:
-            rows = self._connection().execute(sql, params).fetchall()
+            rows = _retry_busy(
+                lambda: self._connection().execute(sql, params).fetchall(),
+                current_priority(),
+            )
             meter.add(rows=len(rows))
             return rows
 

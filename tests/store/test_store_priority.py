@@ -247,12 +247,13 @@ def test_a_write_held_off_by_another_process_retries_on_its_prioritys_pauses(
     """Another connection (as another process's would) holds the write lock.
 
     The write must not wait in SQLite's busy handler, whose sleeps grow to
-    100 ms, but retry on short pauses, shorter for an urgent lane; once the
-    other write commits it begins, and the busy handler is back for the rest.
+    100 ms, but retry on short pauses, shorter for an urgent lane, and begin
+    once the other write commits.
     """
     path = tmp_path / "state.sqlite3"
-    mine = sqlite3.connect(path, isolation_level=None, timeout=5)
+    mine = sqlite3.connect(path, isolation_level=None)
     mine.execute("PRAGMA journal_mode=WAL")
+    mine.execute("PRAGMA busy_timeout = 0")  # as the store's connections run
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     slept: list[float] = []
@@ -266,8 +267,6 @@ def test_a_write_held_off_by_another_process_retries_on_its_prioritys_pauses(
 
     assert slept == pauses
     assert mine.in_transaction
-    timeout = mine.execute("PRAGMA busy_timeout").fetchone()[0]
-    assert timeout == sqlite.BUSY_TIMEOUT_SECONDS * 1000
     mine.execute("ROLLBACK")
 
 
@@ -278,6 +277,7 @@ def test_a_write_held_off_past_the_busy_timeout_is_store_unavailable(
     path = tmp_path / "state.sqlite3"
     asyncio.run(_create_then_close(SqliteStore(path), "first"))
     mine = sqlite3.connect(path, isolation_level=None)
+    mine.execute("PRAGMA busy_timeout = 0")
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     now = [1000.0]
@@ -323,6 +323,8 @@ def test_a_store_write_goes_through_once_another_process_commits(
 
     asyncio.run(held_off())
 
+    # Had the store's connection kept SQLite's busy handler, the BEGIN would
+    # have slept in it instead, and never paused here.
     assert pauses == [sqlite.WRITE_RETRY_PAUSES[2][0]]
     found = sqlite3.connect(path).execute("SELECT count(*) FROM jobs").fetchone()
     assert found == (2,)
