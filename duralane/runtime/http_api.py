@@ -48,6 +48,10 @@ QUEUE_PREFIX = "/runtime/queues"
 RPC_SEGMENT = "rpc"
 # Marks a management call one runtime passed on to the peer that runs its hub.
 FORWARDED_HEADER = "X-Duralane-Forwarded-By"
+# Bounds on a call passed on to a peer; past them the caller gets a 502. A
+# start that waits for its instance (?timeout=) waits at most this long.
+PEER_CALL_SECONDS = 120.0
+PEER_CONNECT_SECONDS = 10.0
 ROUTE_PARAMETER = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}?]*)?(\?)?\}")
 
 
@@ -315,7 +319,9 @@ class HttpApi:
         """One pooled client for calls passed on to peers, made on first use."""
         if self._peers_client is None:
             self._peers_client = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
+                timeout=aiohttp.ClientTimeout(
+                    total=PEER_CALL_SECONDS, sock_connect=PEER_CONNECT_SECONDS
+                )
             )
         return self._peers_client
 
