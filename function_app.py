@@ -10,6 +10,7 @@ from triggers.dashboard import bp as dashboard
 from triggers.openapi import bp as openapi_document
 from triggers.queues import bp as lane_queues
 from triggers.schedules import bp as schedules
+from triggers.stranded import bp as stranded_jobs
 
 telemetry.configure()
 
@@ -20,5 +21,6 @@ app.register_functions(dashboard)
 app.register_functions(openapi_document)
 app.register_functions(lane_queues)
 app.register_functions(schedules)
+app.register_functions(stranded_jobs)
 app.register_functions(job_orchestrations)
 app.register_functions(job_activities)

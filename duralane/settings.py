@@ -53,6 +53,10 @@ class Settings:
     # DURALANE_API_KEY: required on function- and admin-level routes when the
     # embedded runtime binds beyond loopback.
     api_key: str = ""
+    # DURALANE_STRANDED_AFTER_SECONDS: how long past its submission a queued
+    # job with no orchestration waits before the sweep starts it (never less
+    # than its lane's start deadline).
+    stranded_after_seconds: float = 30.0
     # APPLICATIONINSIGHTS_CONNECTION_STRING: turns on telemetry export.
     appinsights_connection_string: str = ""
 
@@ -87,6 +91,9 @@ class Settings:
             lane_deadlines=deadlines,
             allowed_targets=tuple(t.strip() for t in allowed.split(",") if t.strip()),
             api_key=env.get("DURALANE_API_KEY", ""),
+            stranded_after_seconds=float(
+                env.get("DURALANE_STRANDED_AFTER_SECONDS", 30.0)
+            ),
             appinsights_connection_string=env.get(
                 "APPLICATIONINSIGHTS_CONNECTION_STRING", ""
             ),

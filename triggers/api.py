@@ -25,11 +25,11 @@ from duralane.jobs.order import JobOrder
 from duralane.settings import LANES, Settings
 from duralane.store import Filter, StoreError, iso_utc
 from triggers.submission import (
-    LANE_HUBS,
     ORCHESTRATOR,
     LaneUnavailable,
     job_json,
     lane_call,
+    lane_clients_of,
     submit_and_start,
     urgent_start,
 )
@@ -90,13 +90,8 @@ def guarded(handler: Handler) -> Handler:
     return wrapper
 
 
-def lane_clients(handler: Handler) -> Handler:
-    """Bind one durable client per lane's task hub."""
-    for lane in reversed(LANES):
-        handler = bp.durable_client_input(client_name=lane, task_hub=LANE_HUBS[lane])(
-            handler
-        )
-    return handler
+# One durable client per lane's task hub, each argument named by its lane.
+lane_clients = lane_clients_of(bp)
 
 
 def origin(req: func.HttpRequest) -> str:
@@ -286,11 +281,10 @@ async def _replay(
         f"job {job_id} is queued again but not started; submit its spec (as GET "
         f"/api/jobs/{job_id} shows it) again with the same idempotency key to start it"
     )
+    order = JobOrder.for_record(record).to_json()
     with urgent_start(record.spec) as started:
         with lane_call(record.spec.lane, job_id, not_started):
-            await client.start_new(
-                ORCHESTRATOR, record.instance_id, JobOrder.for_record(record).to_json()
-            )
+            await client.start_new(ORCHESTRATOR, record.instance_id, order)
         started()
     return record
 

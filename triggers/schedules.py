@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -24,10 +23,9 @@ from duralane.schedules.lease import (
 )
 from duralane.schedules.model import Schedule
 from duralane.schedules.planner import MAX_PREVIEW_COUNT, preview
-from duralane.settings import LANES
 from duralane.store import RecordNotFound, Store
 from triggers.api import BadRequest, guarded, problem, reply
-from triggers.submission import LANE_HUBS, submit_and_start
+from triggers.submission import lane_clients_of, submit_and_start
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +44,8 @@ _lease: DispatcherLease | None = None
 _lease_settings: LeaseSettings | None = None
 
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def lane_clients(handler: F) -> F:
-    """Bind one durable client per lane's task hub."""
-    for lane in reversed(LANES):
-        handler = bp.durable_client_input(client_name=lane, task_hub=LANE_HUBS[lane])(
-            handler
-        )
-    return handler
+# One durable client per lane's task hub, each argument named by its lane.
+lane_clients = lane_clients_of(bp)
 
 
 class LaneStarter:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
 from duralane.jobs import service
 from duralane.jobs.lanes import is_urgent, lane_priority, start_deadline_seconds
-from duralane.jobs.model import JobSpec, JobState
+from duralane.jobs.model import JobRecord, JobSpec, JobState
 from duralane.jobs.order import JobOrder
-from duralane.settings import Settings
+from duralane.settings import LANES, Settings
 from duralane.store import Store
 from duralane.store.priority import store_priority
 from duralane.urgency import urgent_work
@@ -28,6 +28,23 @@ ENDED_STATUSES = (
 )
 # Each lane is its own task hub; in Azure its own Function App serves it.
 LANE_HUBS = {"high": "DuralaneHigh", "normal": "DuralaneNormal", "low": "DuralaneLow"}
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def lane_clients_of(blueprint: df.Blueprint) -> Callable[[F], F]:
+    """A decorator binding one durable client per lane's task hub, named by lane."""
+
+    def bind(handler: F) -> F:
+        for lane in reversed(LANES):
+            hub = LANE_HUBS[lane]
+            handler = blueprint.durable_client_input(client_name=lane, task_hub=hub)(
+                handler
+            )
+        return handler
+
+    return bind
 
 
 class LaneUnavailable(Exception):
@@ -135,16 +152,12 @@ async def _submit_and_start(
     starting = submission.created
     if not starting and record.state == JobState.QUEUED:
         with lane_call(spec.lane, record.job_id, not_started):
-            status = await client.get_status(record.instance_id)
-        # No instance, or only an earlier run's that has ended (a replay whose
-        # start failed): either way this run never began.
-        starting = not status or _ended(status)
+            starting = await _never_began(record, client)
     if starting:
+        order = JobOrder.for_record(record).to_json()
         await urgent_work.step_aside(priority)
         with lane_call(spec.lane, record.job_id, not_started):
-            await client.start_new(
-                ORCHESTRATOR, record.instance_id, JobOrder.for_record(record).to_json()
-            )
+            await client.start_new(ORCHESTRATOR, record.instance_id, order)
         logger.info(
             "started job %s lane %s as instance %s",
             record.job_id,
@@ -154,9 +167,44 @@ async def _submit_and_start(
     return submission, starting
 
 
-def _ended(status: Any) -> bool:
-    """Whether an instance status is final: completed, failed or terminated."""
-    return getattr(status, "runtime_status", None) in ENDED_STATUSES
+async def _never_began(
+    record: JobRecord, client: df.DurableOrchestrationClient
+) -> bool:
+    """Whether a queued job's run has no orchestration.
+
+    No instance, or only an earlier run's that has ended (a replay whose start
+    failed): either way this run never began.
+    """
+    status = await client.get_status(record.instance_id)
+    return not status or getattr(status, "runtime_status", None) in ENDED_STATUSES
+
+
+async def start_if_stranded(
+    record: JobRecord, client: df.DurableOrchestrationClient
+) -> bool:
+    """Start a queued job whose start never reached its lane; whether it did.
+
+    Nothing else is done for it: no urgency (its deadline has passed) and no
+    resubmission, so the job keeps its record and its idempotency marker.
+    """
+    lane = record.spec.lane
+    order = JobOrder.for_record(record).to_json()
+    not_started = f"job {record.job_id} stays queued; the next sweep tries again"
+    with (
+        store_priority(lane_priority(lane)),
+        lane_call(lane, record.job_id, not_started),
+    ):
+        if not await _never_began(record, client):
+            return False
+        await client.start_new(ORCHESTRATOR, record.instance_id, order)
+    logger.warning(
+        "job %s lane %s was queued with no orchestration since %s; started instance %s",
+        record.job_id,
+        lane,
+        record.created_at.isoformat(),
+        record.instance_id,
+    )
+    return True
 
 
 def job_json(record: Any) -> dict[str, Any]:

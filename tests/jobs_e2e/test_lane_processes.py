@@ -45,7 +45,12 @@ def _free_port() -> int:
 
 
 def _lane_process(
-    data: Path, name: str, port: int, lanes: str, peers: dict[str, int]
+    data: Path,
+    name: str,
+    port: int,
+    lanes: str,
+    peers: dict[str, int],
+    **settings: str,
 ) -> RuntimeProcess:
     """One of the lane runtimes: its own data dir and port, the app's store shared."""
     args = ["--port", str(port)]
@@ -56,13 +61,16 @@ def _lane_process(
         "DURALANE_ALLOWED_TARGETS": LOOPBACK,
         "DURALANE_LANE": lanes,
         "DURALANE_DATA_DIR": str(data / name),
+        **settings,
     }
     return RuntimeProcess(Path("function_app.py"), data / name, env=env, args=args)
 
 
-def _high_process(data: Path, port: int, rest_port: int) -> RuntimeProcess:
+def _high_process(
+    data: Path, port: int, rest_port: int, **settings: str
+) -> RuntimeProcess:
     peers = {"DuralaneNormal": rest_port, "DuralaneLow": rest_port}
-    return _lane_process(data, "high", port, "high", peers)
+    return _lane_process(data, "high", port, "high", peers, **settings)
 
 
 def _rest_process(data: Path, port: int, high_port: int) -> RuntimeProcess:
@@ -198,3 +206,31 @@ def test_a_queue_message_for_a_lane_that_is_down_waits_for_it_to_come_back(
     assert in_queue.status_code == 200, in_queue.text
     assert job_id not in in_queue.text
     assert moved.status_code == 404, moved.text
+
+
+def test_a_job_stored_while_its_lane_was_down_starts_when_the_lane_is_back(
+    tmp_path: Path, target: TargetServer
+) -> None:
+    """Nobody submits it again: the high runtime's sweep at startup starts it."""
+    rest_port, high_port = _free_port(), _free_port()
+    rest = _rest_process(tmp_path, rest_port, high_port).start()
+    try:
+        job_id = unique("lanes-stranded")
+        spec = http_job(job_id, target.route(respond(200)), lane="high")
+        assert rest.post("/api/jobs", json=spec).status_code == 503
+
+        high = _high_process(
+            tmp_path, high_port, rest_port, DURALANE_STRANDED_AFTER_SECONDS="0"
+        ).start()
+        try:
+            # At least the lane's 1 s deadline after the submission: the
+            # startup sweep, or failing that the next one a minute later.
+            done = wait_state(rest, job_id, "succeeded", timeout=90)
+            swept = rf"job {job_id} lane high was queued with no orchestration"
+            high.wait_for_log(re.compile(swept), 10)
+        finally:
+            high.stop()
+    finally:
+        rest.stop()
+
+    assert _ran_in(done, high)
