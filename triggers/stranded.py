@@ -31,6 +31,11 @@ bp = df.Blueprint()
 SWEEP_PAGE = 100
 SWEEP_PAGES = 5
 
+# Per lane, the createdAt the last sweep stopped at when it checked its limit:
+# the next one goes on from there, so a backlog longer than one sweep's limit
+# is walked over several, not checked from its head every time.
+_resume_from: dict[str, str] = {}
+
 
 @bp.timer_trigger(arg_name="timer", schedule="0 * * * * *", run_on_startup=True)
 @lane_clients_of(bp)
@@ -61,10 +66,12 @@ async def start_stranded(
     wait = max(settings.stranded_after_seconds, start_deadline_seconds(lane, settings))
     query = Filter(
         {"status": "queued", "lane": lane},
+        since=_resume_from.pop(lane, None),
         until=iso_utc(now - timedelta(seconds=wait)),
         ascending=True,
     )
     started: list[str] = []
+    last_seen: str | None = None
     continuation = None
     for _ in range(SWEEP_PAGES):
         page = await store.query(
@@ -72,13 +79,18 @@ async def start_stranded(
         )
         for doc in page.items:
             record = service.from_doc(doc)
+            last_seen = str(doc["createdAt"])
             try:
                 if await start_if_stranded(record, client):
                     started.append(record.job_id)
             except LaneUnavailable:
-                # Logged with its cause; the lane is down, so stop for now.
+                # Logged with its cause; the lane is down, so stop for now and
+                # look from the start again next time.
                 return started
         continuation = page.continuation
         if continuation is None:
-            break
+            return started
+    # The limit, not the end: the next sweep goes on from the last job seen.
+    if last_seen is not None:
+        _resume_from[lane] = last_seen
     return started

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import azure.durable_functions as df
+import pytest
 
 from duralane.jobs import service
 from duralane.jobs.model import JobSpec, parse_job_spec
@@ -38,6 +39,7 @@ class Instances:
     async def start_new(self, name: str, instance_id: str, order: dict) -> str:
         assert name == "run_job" and order["job_id"]
         self.started.append(instance_id)
+        self.known[instance_id] = RUNNING
         return instance_id
 
 
@@ -47,28 +49,35 @@ def _spec(job_id: str, lane: str) -> JobSpec:
     return parse_job_spec(json.dumps(body))
 
 
+@pytest.fixture(autouse=True)
+def fresh_sweeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No sweep goes on from where an earlier test's stopped."""
+    monkeypatch.setattr(stranded, "_resume_from", {})
+
+
 def _sweep(
     tmp_path: Path,
     specs: list[JobSpec],
     client: Instances,
     lane: str,
     minutes_later: float,
-) -> list[str]:
-    async def scenario() -> list[str]:
+    sweeps: int = 1,
+) -> list[list[str]]:
+    """Submit the specs a second apart, then sweep that many times."""
+
+    async def scenario() -> list[list[str]]:
         store = SqliteStore(tmp_path / "state.sqlite3")
         await store.open()
         try:
             submitted = service.utc_now()
-            for spec in specs:
-                await service.submit(store, spec, submitted)
+            for n, spec in enumerate(specs):
+                await service.submit(store, spec, submitted + timedelta(seconds=n))
             now = submitted + timedelta(minutes=minutes_later)
-            return await stranded.start_stranded(
-                store,
-                lane,
-                client,
-                Settings(),
-                now,  # type: ignore[arg-type]
-            )
+            settings = Settings()
+            return [
+                await stranded.start_stranded(store, lane, client, settings, now)  # type: ignore[arg-type]
+                for _ in range(sweeps)
+            ]
         finally:
             await store.close()
 
@@ -83,7 +92,7 @@ def test_a_queued_job_with_no_orchestration_is_started_and_others_are_left(
     )
     client = Instances({running.instance_id: RUNNING, replayed.instance_id: ENDED})
 
-    started = _sweep(tmp_path, [lost, running, replayed], client, "high", 1)
+    (started,) = _sweep(tmp_path, [lost, running, replayed], client, "high", 1)
 
     assert started == [lost.id, replayed.id]
     assert client.started == [lost.instance_id, replayed.instance_id]
@@ -94,8 +103,8 @@ def test_only_jobs_queued_past_their_lanes_deadline_are_checked(tmp_path: Path) 
     low, high = _spec("stranded-low-2", "low"), _spec("stranded-high-2", "high")
     client = Instances({})
 
-    early = _sweep(tmp_path, [low, high], client, "low", 1)
-    late = _sweep(tmp_path, [], client, "low", 61)
+    (early,) = _sweep(tmp_path, [low, high], client, "low", 1)
+    (late,) = _sweep(tmp_path, [], client, "low", 61)
 
     assert early == []
     assert late == [low.id], "the high job is another lane's sweep"
@@ -106,7 +115,26 @@ def test_a_lane_that_is_down_stops_the_sweep_until_the_next(tmp_path: Path) -> N
     specs = [_spec(f"stranded-down-{n}", "normal") for n in range(3)]
     client = Instances({}, down=True)
 
-    started = _sweep(tmp_path, specs, client, "normal", 5)
+    (started,) = _sweep(tmp_path, specs, client, "normal", 5)
 
     assert started == []
     assert client.asked == [specs[0].instance_id], "one refusal is enough"
+
+
+def test_a_backlog_longer_than_one_sweep_is_walked_over_several(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each sweep goes on from where the last one stopped, then starts over."""
+    monkeypatch.setattr(stranded, "SWEEP_PAGE", 2)
+    monkeypatch.setattr(stranded, "SWEEP_PAGES", 1)
+    specs = [_spec(f"stranded-backlog-{n}", "high") for n in range(5)]
+    waiting = specs[0].instance_id  # its orchestration exists: not stranded
+    client = Instances({waiting: RUNNING})
+
+    sweeps = _sweep(tmp_path, specs, client, "high", 10, sweeps=5)
+
+    # Each sweep begins at the last job the one before saw (since is
+    # inclusive); the fourth reaches the end, so the fifth starts over.
+    ids = [spec.id for spec in specs]
+    assert sweeps == [[ids[1]], [ids[2]], [ids[3]], [ids[4]], []]
+    assert client.asked[-2:] == [specs[0].instance_id, specs[1].instance_id]
