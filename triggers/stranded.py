@@ -18,6 +18,7 @@ import azure.functions as func
 
 from duralane.jobs import service
 from duralane.jobs.lanes import start_deadline_seconds
+from duralane.jobs.model import JobRecord
 from duralane.settings import LANES, Settings
 from duralane.store import Filter, Store, iso_utc
 from triggers.submission import LaneUnavailable, lane_clients_of, start_if_stranded
@@ -63,11 +64,15 @@ async def start_stranded(
     now: datetime,
 ) -> list[str]:
     """The ids of the lane's stranded jobs this sweep started."""
-    wait = max(settings.stranded_after_seconds, start_deadline_seconds(lane, settings))
+    wait = timedelta(
+        seconds=max(
+            settings.stranded_after_seconds, start_deadline_seconds(lane, settings)
+        )
+    )
     query = Filter(
         {"status": "queued", "lane": lane},
         since=_resume_from.pop(lane, None),
-        until=iso_utc(now - timedelta(seconds=wait)),
+        until=iso_utc(now - wait),
         ascending=True,
     )
     started: list[str] = []
@@ -80,6 +85,9 @@ async def start_stranded(
         for doc in page.items:
             record = service.from_doc(doc)
             last_seen = str(doc["createdAt"])
+            if _ready_at(record) + wait > now:
+                # Not late: a later runAt, or a replay, which counts from then.
+                continue
             try:
                 if await start_if_stranded(record, client):
                     started.append(record.job_id)
@@ -94,3 +102,12 @@ async def start_stranded(
     if last_seen is not None:
         _resume_from[lane] = last_seen
     return started
+
+
+def _ready_at(record: JobRecord) -> datetime:
+    """When a queued job became due to start, as its start lag counts it."""
+    return max(
+        record.created_at,
+        record.spec.run_at or record.created_at,
+        record.next_attempt_at or record.created_at,
+    )

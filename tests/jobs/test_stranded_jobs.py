@@ -43,8 +43,8 @@ class Instances:
         return instance_id
 
 
-def _spec(job_id: str, lane: str) -> JobSpec:
-    body = {"id": job_id, "kind": "http", "lane": lane}
+def _spec(job_id: str, lane: str, **extra: str) -> JobSpec:
+    body = {"id": job_id, "kind": "http", "lane": lane, **extra}
     body["params"] = {"url": "https://example.com/"}
     return parse_job_spec(json.dumps(body))
 
@@ -138,3 +138,16 @@ def test_a_backlog_longer_than_one_sweep_is_walked_over_several(
     ids = [spec.id for spec in specs]
     assert sweeps == [[ids[1]], [ids[2]], [ids[3]], [ids[4]], []]
     assert client.asked[-2:] == [specs[0].instance_id, specs[1].instance_id]
+
+
+def test_a_job_due_later_is_not_late_and_not_asked_about(tmp_path: Path) -> None:
+    """Queued for a later runAt, its orchestration waits on a timer: no call."""
+    later = (service.utc_now() + timedelta(days=1)).isoformat()
+    waiting = _spec("stranded-later-1", "high", runAt=later)
+    lost = _spec("stranded-later-2", "high")
+    client = Instances({waiting.instance_id: RUNNING})
+
+    (started,) = _sweep(tmp_path, [waiting, lost], client, "high", 10)
+
+    assert started == [lost.id]
+    assert client.asked == [lost.instance_id]
