@@ -53,7 +53,14 @@ async def start_stranded_jobs(
     now = service.utc_now()
     for lane in LANES:
         if settings.serves(lane):
-            await start_stranded(store, lane, clients[lane], settings, now)
+            started = await start_stranded(store, lane, clients[lane], settings, now)
+            if started:
+                logger.info(
+                    "stranded-job sweep lane %s: started %d (%s)",
+                    lane,
+                    len(started),
+                    ", ".join(started),
+                )
 
 
 async def start_stranded(
