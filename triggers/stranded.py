@@ -55,11 +55,9 @@ async def start_stranded_jobs(
         if settings.serves(lane):
             started = await start_stranded(store, lane, clients[lane], settings, now)
             if started:
+                # Each job's own line (triggers.submission) names it.
                 logger.info(
-                    "stranded-job sweep lane %s: started %d (%s)",
-                    lane,
-                    len(started),
-                    ", ".join(started),
+                    "stranded-job sweep lane %s: started %d", lane, len(started)
                 )
 
 
