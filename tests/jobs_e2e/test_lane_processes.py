@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,18 +29,13 @@ from tests.jobs_e2e.support import (
     wait_state,
 )
 from tests.runtime.harness import WEBHOOK, RuntimeProcess
+from tests.services import free_port
 
 
 @dataclass
 class LaneProcesses:
     rest: RuntimeProcess  # normal and low
     high: RuntimeProcess
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _lane_process(
@@ -80,7 +74,7 @@ def _rest_process(data: Path, port: int, high_port: int) -> RuntimeProcess:
 @pytest.fixture(scope="module")
 def lanes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaneProcesses]:
     data = tmp_path_factory.mktemp("lane-processes")
-    rest_port, high_port = _free_port(), _free_port()
+    rest_port, high_port = free_port(), free_port()
     rest = _rest_process(data, rest_port, high_port).start()
     high = _high_process(data, high_port, rest_port)
     try:
@@ -145,7 +139,7 @@ def test_a_job_whose_lane_runtime_is_down_stays_queued_and_starts_when_sent_agai
     tmp_path: Path, target: TargetServer
 ) -> None:
     """503 with what to do; the stored job waits; a resubmission starts it."""
-    rest_port, high_port = _free_port(), _free_port()
+    rest_port, high_port = free_port(), free_port()
     rest = _rest_process(tmp_path, rest_port, high_port).start()
     try:
         job_id = unique("lanes-down")
@@ -176,7 +170,7 @@ def test_a_queue_message_for_a_lane_that_is_down_waits_for_it_to_come_back(
     tmp_path: Path, target: TargetServer
 ) -> None:
     """Not ten failed deliveries in a few milliseconds and a dead letter."""
-    rest_port, high_port = _free_port(), _free_port()
+    rest_port, high_port = free_port(), free_port()
     rest = _rest_process(tmp_path, rest_port, high_port).start()
     try:
         job_id = unique("lanes-queue")
@@ -212,7 +206,7 @@ def test_a_job_stored_while_its_lane_was_down_starts_when_the_lane_is_back(
     tmp_path: Path, target: TargetServer
 ) -> None:
     """Nobody submits it again: the high runtime's sweep at startup starts it."""
-    rest_port, high_port = _free_port(), _free_port()
+    rest_port, high_port = free_port(), free_port()
     rest = _rest_process(tmp_path, rest_port, high_port).start()
     try:
         job_id = unique("lanes-stranded")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import httpx
 import pytest
 
 from tests.runtime.harness import APPS, WEBHOOK, RuntimeProcess, unique, wait_until
+from tests.services import free_port
 
 PEER_APP = APPS / "peers" / "peer_app.py"
 REMOTE_HUB = "PeerRemote"
@@ -160,7 +160,7 @@ def test_two_runtimes_naming_each_other_for_a_hub_answer_404_not_a_loop(
     tmp_path: Path,
 ) -> None:
     """Neither runs the hub; the second does not pass on a passed-on call."""
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     pair = [
         RuntimeProcess(
             PEER_APP,
@@ -182,12 +182,6 @@ def test_two_runtimes_naming_each_other_for_a_hub_answer_404_not_a_loop(
     finally:
         for runtime in pair:
             runtime.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(
