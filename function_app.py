@@ -4,6 +4,7 @@ import azure.functions as func
 
 from activities.jobs import bp as job_activities
 from duralane import telemetry
+from duralane.settings import Settings
 from orchestrators.job import bp as job_orchestrations
 from triggers.api import bp as http_api
 from triggers.dashboard import bp as dashboard
@@ -12,6 +13,9 @@ from triggers.queues import bp as lane_queues
 from triggers.schedules import bp as schedules
 from triggers.stranded import bp as stranded_jobs
 
+# A setting the app cannot use stops it here, naming the setting, instead of
+# failing every request that reads it.
+Settings.from_environ()
 telemetry.configure()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

@@ -14,6 +14,32 @@ LANES = ("high", "normal", "low")
 DEFAULT_LANE_DEADLINES = {"high": 1.0, "normal": 60.0, "low": 3600.0}
 
 
+class SettingsError(ValueError):
+    """An app setting Duralane cannot use; the message names it and says why."""
+
+
+def _lanes_setting(text: str) -> str:
+    """DURALANE_LANE as given, once every name in it is checked to be a lane."""
+    for name in (part.strip() for part in text.split(",")):
+        if name and name not in LANES:
+            raise SettingsError(
+                f"DURALANE_LANE names {name!r}, which is not a lane; use "
+                f"{', '.join(LANES)}, or several joined by commas"
+            )
+    return text
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    """A numeric app setting; one that is not a number is a SettingsError."""
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise SettingsError(f"{name} is {text!r}, which is not a number") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob Duralane reads, with the app-setting name it comes from."""
@@ -66,14 +92,13 @@ class Settings:
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("DURALANE_DATA_DIR", ".duralane"))
         sqlite_path = env.get("DURALANE_SQLITE_PATH")
-        deadlines = dict(DEFAULT_LANE_DEADLINES)
-        for lane in LANES:
-            value = env.get(f"DURALANE_DEADLINE_{lane.upper()}")
-            if value:
-                deadlines[lane] = float(value)
+        deadlines = {
+            lane: _number(env, f"DURALANE_DEADLINE_{lane.upper()}", default)
+            for lane, default in DEFAULT_LANE_DEADLINES.items()
+        }
         allowed = env.get("DURALANE_ALLOWED_TARGETS", "")
         return cls(
-            lane=env.get("DURALANE_LANE", ""),
+            lane=_lanes_setting(env.get("DURALANE_LANE", "")),
             data_dir=data_dir,
             sqlite_path=Path(sqlite_path) if sqlite_path else None,
             cosmos_endpoint=env.get("DURALANE_COSMOS_ENDPOINT", ""),
@@ -84,15 +109,17 @@ class Settings:
             blob_endpoint=env.get("DURALANE_BLOB_ENDPOINT", ""),
             blob_container=env.get("DURALANE_BLOB_CONTAINER", "duralane-payloads"),
             blob_connection_string=env.get("DURALANE_BLOB_CONNECTION_STRING", ""),
-            claim_check_bytes=int(env.get("DURALANE_CLAIM_CHECK_BYTES", 192 * 1024)),
+            claim_check_bytes=int(
+                _number(env, "DURALANE_CLAIM_CHECK_BYTES", 192 * 1024)
+            ),
             finished_job_ttl_seconds=int(
-                env.get("DURALANE_FINISHED_JOB_TTL_SECONDS", 30 * 24 * 3600)
+                _number(env, "DURALANE_FINISHED_JOB_TTL_SECONDS", 30 * 24 * 3600)
             ),
             lane_deadlines=deadlines,
             allowed_targets=tuple(t.strip() for t in allowed.split(",") if t.strip()),
             api_key=env.get("DURALANE_API_KEY", ""),
-            stranded_after_seconds=float(
-                env.get("DURALANE_STRANDED_AFTER_SECONDS", 30.0)
+            stranded_after_seconds=_number(
+                env, "DURALANE_STRANDED_AFTER_SECONDS", 30.0
             ),
             appinsights_connection_string=env.get(
                 "APPLICATIONINSIGHTS_CONNECTION_STRING", ""

@@ -228,3 +228,17 @@ def test_a_job_stored_while_its_lane_was_down_starts_when_the_lane_is_back(
         rest.stop()
 
     assert _ran_in(done, high)
+
+
+def test_a_runtime_told_a_lane_that_does_not_exist_stops_with_one_line(
+    tmp_path: Path,
+) -> None:
+    """A typo would otherwise leave the process serving none of its lanes."""
+    runtime = _lane_process(tmp_path, "typo", free_port(), "hgh", {})
+    runtime.spawn()
+
+    code = runtime.wait_exit()
+
+    assert code != 0
+    assert len(runtime.lines) == 1, runtime.lines
+    assert "DURALANE_LANE names 'hgh', which is not a lane" in runtime.lines[0]
