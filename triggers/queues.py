@@ -22,7 +22,7 @@ CONNECTION = "ServiceBusConnection"
 # Azure's path of a queue's dead-letter sub-queue.
 DEAD_LETTER_QUEUE = "/$deadletterqueue"
 # Pauses between tries of a start the job's lane did not take: 15.5 s in all,
-# well inside the lanes' one-minute message locks, before the delivery fails.
+# well inside the lanes' one-minute message locks.
 START_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
@@ -70,7 +70,10 @@ async def _submitted(
 
     The job is stored by the first try. A lane in a peer runtime that is
     restarting answers again within seconds, and failing at once would spend
-    the message's deliveries in milliseconds and dead-letter a valid job.
+    the message's deliveries in milliseconds and dead-letter a valid job. A
+    lane still down after the retries leaves the start to the stranded-job
+    sweep (triggers/stranded.py): the message has done its part, the job is
+    stored, so it is completed rather than dead-lettered.
     """
     for delay in START_RETRY_DELAYS:
         try:
@@ -86,7 +89,18 @@ async def _submitted(
                 delay,
             )
             await asyncio.sleep(delay)
-    return await submit_and_start(store, spec, client)
+    try:
+        return await submit_and_start(store, spec, client)
+    except LaneUnavailable:
+        logger.warning(
+            "queue %s message %s job %s: lane %s still does not take the start; "
+            "the job is stored and left to the stranded-job sweep",
+            queue,
+            message.message_id,
+            spec.id,
+            spec.lane,
+        )
+        return await service.submit(store, spec)
 
 
 def _with_lane(body: bytes, lane: str) -> dict[str, object]:

@@ -200,6 +200,43 @@ def test_a_queue_message_for_a_lane_that_is_down_waits_for_it_to_come_back(
     assert in_queue.status_code == 200, in_queue.text
     assert job_id not in in_queue.text
     assert moved.status_code == 404, moved.text
+    assert f"job {job_id} lane high was queued" not in high.log(), "the sweep did it"
+
+
+def test_a_queue_message_outlasting_its_retries_leaves_the_start_to_the_sweep(
+    tmp_path: Path, target: TargetServer
+) -> None:
+    """The job is stored, so the message is done: completed, not dead-lettered."""
+    rest_port, high_port = free_port(), free_port()
+    rest = _rest_process(tmp_path, rest_port, high_port).start()
+    try:
+        job_id = unique("lanes-outage")
+        spec = http_job(job_id, target.route(respond(200)))
+        sent = rest.post(
+            "/runtime/queues/jobs-high/messages",
+            content=json.dumps(spec),
+            headers={"x-message-id": job_id, "Content-Type": "application/json"},
+        )
+        assert sent.status_code == 201, sent.text
+        left = rf"job {job_id}: lane high still does not take the start"
+        rest.wait_for_log(re.compile(left), 40)
+        rest.wait_for_log(re.compile(r"Executed jobs_high .*: Succeeded"), 10)
+        pending = rest.get("/runtime/queues/jobs-high/messages", params={"count": 100})
+        dead = rest.get("/runtime/queues/jobs-high/deadletters", params={"count": 100})
+        assert job_id not in pending.text + dead.text
+        assert rest.get(f"/api/deadletters/msg-jobs-high-{job_id}").status_code == 404
+
+        high = _high_process(
+            tmp_path, high_port, rest_port, DURALANE_STRANDED_AFTER_SECONDS="0"
+        ).start()
+        try:
+            done = wait_state(rest, job_id, "succeeded", timeout=90)
+        finally:
+            high.stop()
+    finally:
+        rest.stop()
+
+    assert _ran_in(done, high)
 
 
 def test_a_job_stored_while_its_lane_was_down_starts_when_the_lane_is_back(
