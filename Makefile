@@ -30,10 +30,12 @@ RUN_APP := $(BIN)/duralane run --app function_app.py --host 127.0.0.1
 LANE_STORE := DURALANE_SQLITE_PATH=.duralane/state.sqlite3
 run-lanes: $(STAMP) local.settings.json
 	@trap 'kill $$high 2>/dev/null; wait' EXIT; \
-	DURALANE_LANE=high $(LANE_STORE) $(RUN_APP) --port 7072 --data-dir .duralane/high \
+	DURALANE_LANE=high DURALANE_LOG_TAG=high $(LANE_STORE) \
+		$(RUN_APP) --port 7072 --data-dir .duralane/high \
 		--peer DuralaneNormal=http://127.0.0.1:7071 \
 		--peer DuralaneLow=http://127.0.0.1:7071 & high=$$!; \
-	DURALANE_LANE=normal,low $(LANE_STORE) $(RUN_APP) --port 7071 --data-dir .duralane \
+	DURALANE_LANE=normal,low DURALANE_LOG_TAG=normal,low $(LANE_STORE) \
+		$(RUN_APP) --port 7071 --data-dir .duralane \
 		--peer DuralaneHigh=http://127.0.0.1:7072
 
 local.settings.json:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 from duralane.cli.common import EXIT_OK, CliError, Commands
 from duralane.runtime.app import AppLoadError
-from duralane.runtime.config import ConfigError
+from duralane.runtime.config import ConfigError, log_format
 
 CRASH_LOG = "crash.log"
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def register(commands: Commands) -> None:
@@ -71,7 +70,7 @@ def _log_from_a_thread(level: str) -> QueueListener | None:
         return None
     root.setLevel(level)
     console = logging.StreamHandler()
-    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    console.setFormatter(logging.Formatter(log_format()))
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     root.addHandler(QueueHandler(records))
     writer = QueueListener(records, console, respect_handler_level=True)

@@ -65,6 +65,18 @@ class HostConfig:
         return self.per_queue.get(name, self.queues)
 
 
+# DURALANE_LOG_TAG: a tag in every log line of a runtime and its episode
+# processes, so runtimes sharing a terminal (make run-lanes) can be told apart.
+LOG_TAG_SETTING = "DURALANE_LOG_TAG"
+
+
+def log_format() -> str:
+    """The runtime's log line format, with its tag when one is set."""
+    tag = os.environ.get(LOG_TAG_SETTING, "").strip()
+    where = f"[{tag}] " if tag else ""
+    return f"%(asctime)s %(levelname)s {where}%(name)s: %(message)s"
+
+
 def parse_timespan(text: str, key: str) -> timedelta:
     """Parse a .NET TimeSpan ("00:05:00", "1.02:00:00") or ISO-8601-free seconds."""
     match = TIMESPAN.match(text.strip())

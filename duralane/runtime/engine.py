@@ -40,6 +40,7 @@ from azure.functions.durable_functions import ActivityTriggerConverter
 from duralane.ids import random_hex
 from duralane.lending import PriorityLender
 from duralane.runtime.app import AppIndex, FunctionEntry, load_app
+from duralane.runtime.config import log_format
 from duralane.runtime.episode import (
     ActivityWork,
     EpisodeResult,
@@ -349,10 +350,7 @@ def serve_episodes() -> None:
     """
     fd, app_path, log_level, parent = sys.argv[1:5]
     conn = Connection(int(fd))
-    logging.basicConfig(
-        level=int(log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=int(log_level), format=log_format())
     threading.Thread(
         target=_exit_with_parent, args=(int(parent),), name="parent", daemon=True
     ).start()

@@ -6,11 +6,15 @@ import logging
 import threading
 from collections.abc import Iterator
 from logging.handlers import QueueHandler
+from pathlib import Path
 
 import pytest
 
 from duralane.cli import main
 from duralane.cli.run import _log_from_a_thread
+from duralane.runtime.config import LOG_TAG_SETTING, log_format
+from tests.runtime.conftest import ORCHESTRATION_APP
+from tests.runtime.harness import LISTENING, RuntimeProcess
 
 
 @pytest.fixture
@@ -61,3 +65,31 @@ def test_a_log_level_that_is_not_one_is_a_sentence_and_exit_1(
     assert code == 1
     assert err.count("\n") == 0
     assert "--log-level 'chatty' is not a level" in err
+
+
+def test_a_log_tag_marks_every_line_of_a_runtime_and_its_episode_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both use log_format, so runtimes sharing a terminal can be told apart."""
+    record = logging.LogRecord("duralane.x", logging.INFO, "", 0, "hello", None, None)
+
+    monkeypatch.delenv(LOG_TAG_SETTING, raising=False)
+    plain = logging.Formatter(log_format()).format(record)
+    monkeypatch.setenv(LOG_TAG_SETTING, "normal,low")
+    tagged = logging.Formatter(log_format()).format(record)
+
+    assert plain.endswith(" INFO duralane.x: hello")
+    assert tagged.endswith(" INFO [normal,low] duralane.x: hello")
+
+
+def test_a_tagged_runtime_says_so_in_its_lines(tmp_path: Path) -> None:
+    runtime = RuntimeProcess(
+        ORCHESTRATION_APP, tmp_path / "data", env={LOG_TAG_SETTING: "tag-7"}
+    ).start()
+    try:
+        listening = runtime.wait_for_log(LISTENING, 10)
+    finally:
+        runtime.stop()
+
+    line = next(line for line in runtime.lines if listening.group(0) in line)
+    assert " INFO [tag-7] duralane.runtime.host: " in line
