@@ -18,7 +18,6 @@ import azure.functions as func
 
 from duralane.jobs import service
 from duralane.jobs.lanes import start_deadline_seconds
-from duralane.jobs.model import JobRecord
 from duralane.settings import LANES, Settings
 from duralane.store import Filter, Store, iso_utc
 from triggers.submission import LaneUnavailable, lane_clients_of, start_if_stranded
@@ -90,7 +89,7 @@ async def start_stranded(
         for doc in page.items:
             record = service.from_doc(doc)
             last_seen = str(doc["createdAt"])
-            if _ready_at(record) + wait > now:
+            if record.ready_at + wait > now:
                 # Not late: a later runAt, or a replay, which counts from then.
                 continue
             try:
@@ -107,12 +106,3 @@ async def start_stranded(
     if last_seen is not None:
         _resume_from[lane] = last_seen
     return started
-
-
-def _ready_at(record: JobRecord) -> datetime:
-    """When a queued job became due to start, as its start lag counts it."""
-    return max(
-        record.created_at,
-        record.spec.run_at or record.created_at,
-        record.next_attempt_at or record.created_at,
-    )

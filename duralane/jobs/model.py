@@ -337,6 +337,18 @@ class JobRecord(RecordModel):
         """The job's id, as the user named it or as it was generated."""
         return self.spec.id
 
+    @property
+    def ready_at(self) -> datetime:
+        """When the job became due to start: submitted, its runAt, or a replay.
+
+        Start lag counts from here, and so does lateness.
+        """
+        return max(
+            self.created_at,
+            self.spec.run_at or self.created_at,
+            self.next_attempt_at or self.created_at,
+        )
+
 
 class FieldError(TypedDict):
     """One problem with submitted input, as a 400 response lists it."""

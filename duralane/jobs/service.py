@@ -187,12 +187,8 @@ async def start_attempt(store: Store, job_id: str, attempt: int, run: int) -> Jo
         }
         if record.started_at is None or attempt == 1:
             updates["started_at"] = now
-            ready = max(
-                record.created_at,
-                record.spec.run_at or record.created_at,
-                record.next_attempt_at or record.created_at,
-            )
-            updates["start_lag_ms"] = max((now - ready).total_seconds() * 1000, 0.0)
+            lag = (now - record.ready_at).total_seconds() * 1000
+            updates["start_lag_ms"] = max(lag, 0.0)
         return to_doc(record.model_copy(update=updates))
 
     record = from_doc(await store.update(JOBS, job_id, change))
