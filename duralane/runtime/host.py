@@ -129,6 +129,9 @@ class Runtime:
         self.api_key = os.environ.get("DURALANE_API_KEY", "")
         # The durable client cannot send a key, so its calls carry this secret path.
         self.rpc_token = secrets.token_urlsafe(18)
+        # What peers' clients carry instead, the same in every runtime sharing
+        # the key; empty without one.
+        self.peer_token = peer_token(self.api_key)
         if not is_loopback(self.host) and not self.api_key:
             raise RuntimeConfigError(
                 f"binding to {self.host} exposes the API beyond this machine; set "
@@ -326,7 +329,7 @@ class Runtime:
         """
         rpc = f"{self.peers[hub]}{WEBHOOK_PREFIX}/"
         if self.api_key:
-            rpc += f"{RPC_SEGMENT}/{peer_token(self.api_key)}/"
+            rpc += f"{RPC_SEGMENT}/{self.peer_token}/"
         return rpc + f"taskhubs/{quote(hub, safe='')}/"
 
     def client_arguments(self, entry: FunctionEntry) -> dict[str, str]:

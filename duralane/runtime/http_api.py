@@ -166,7 +166,7 @@ class HttpApi:
     def _client_secret(self, segment: list[str]) -> bool:
         """The rpc path's secret: this runtime's token, or the peers' one if set."""
         supplied = segment[0] if segment else ""
-        secrets_known = [self.runtime.rpc_token, peer_token(self.runtime.api_key)]
+        secrets_known = [self.runtime.rpc_token, self.runtime.peer_token]
         return any(
             known and hmac.compare_digest(supplied.encode(), known.encode())
             for known in secrets_known
