@@ -136,6 +136,18 @@ def submit(runtime: RuntimeProcess, spec: dict[str, Any]) -> dict[str, Any]:
     return job
 
 
+def send_message(
+    runtime: RuntimeProcess, queue: str, body: bytes, message_id: str
+) -> None:
+    """Send to one of the runtime's local Service Bus queues, and insist it took it."""
+    response = runtime.post(
+        f"/runtime/queues/{queue}/messages",
+        content=body,
+        headers={"x-message-id": message_id, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 201, response.text
+
+
 def get_job(runtime: RuntimeProcess, job_id: str) -> dict[str, Any]:
     response = runtime.get(f"/api/jobs/{job_id}")
     assert response.status_code == 200, response.text

@@ -14,6 +14,7 @@ from tests.jobs_e2e.support import (
     TargetServer,
     http_job,
     respond,
+    send_message,
     unique,
     wait_state,
 )
@@ -105,21 +106,12 @@ def test_unknown_job_id_is_404(app: RuntimeProcess) -> None:
     assert app.get(f"/api/deadletters/{job_id}").status_code == 404
 
 
-def _send(app: RuntimeProcess, queue: str, body: bytes, message_id: str) -> None:
-    response = app.post(
-        f"/runtime/queues/{queue}/messages",
-        content=body,
-        headers={"x-message-id": message_id, "Content-Type": "application/json"},
-    )
-    assert response.status_code == 201, response.text
-
-
 def test_queue_message_with_a_bad_body_becomes_a_queue_dead_letter(
     app: RuntimeProcess,
 ) -> None:
     """A poison message is kept with its parse error, not redelivered forever."""
     message_id = f"bad-{uuid.uuid4().hex}"
-    _send(app, "jobs-normal", b"{not json", message_id)
+    send_message(app, "jobs-normal", b"{not json", message_id)
     letter_id = f"msg-jobs-normal-{message_id}"
     found: dict[str, Any] = {}
 
@@ -152,7 +144,7 @@ def test_queue_messages_with_the_same_key_make_one_job(
     first, second = unique("q-first"), unique("q-second")
     for job_id in (first, second):
         body = json.dumps(http_job(job_id, url, idempotencyKey=key)).encode()
-        _send(app, "jobs-normal", body, f"msg-{job_id}")
+        send_message(app, "jobs-normal", body, f"msg-{job_id}")
 
     app.wait_for_log(
         re.compile(rf"message msg-{second} became job \S+ \(existing\)"), 30

@@ -23,6 +23,7 @@ from tests.jobs_e2e.support import (
     held_until,
     http_job,
     respond,
+    send_message,
     submit,
     unique,
     wait_job,
@@ -175,12 +176,7 @@ def test_a_queue_message_for_a_lane_that_is_down_waits_for_it_to_come_back(
     try:
         job_id = unique("lanes-queue")
         spec = http_job(job_id, target.route(respond(200)))
-        sent = rest.post(
-            "/runtime/queues/jobs-high/messages",
-            content=json.dumps(spec),
-            headers={"x-message-id": job_id, "Content-Type": "application/json"},
-        )
-        assert sent.status_code == 201, sent.text
+        send_message(rest, "jobs-high", json.dumps(spec).encode(), job_id)
         rest.wait_for_log(re.compile(rf"job {job_id}: lane high did not take"), 30)
 
         high = _high_process(tmp_path, high_port, rest_port).start()
@@ -212,12 +208,7 @@ def test_a_queue_message_outlasting_its_retries_leaves_the_start_to_the_sweep(
     try:
         job_id = unique("lanes-outage")
         spec = http_job(job_id, target.route(respond(200)))
-        sent = rest.post(
-            "/runtime/queues/jobs-high/messages",
-            content=json.dumps(spec),
-            headers={"x-message-id": job_id, "Content-Type": "application/json"},
-        )
-        assert sent.status_code == 201, sent.text
+        send_message(rest, "jobs-high", json.dumps(spec).encode(), job_id)
         left = rf"job {job_id}: lane high still does not take the start"
         rest.wait_for_log(re.compile(left), 40)
         rest.wait_for_log(re.compile(r"Executed jobs_high .*: Succeeded"), 10)
