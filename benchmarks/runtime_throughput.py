@@ -10,7 +10,7 @@ Duralane runs in this process: the Runtime loads benchmarks/apps/
 throughput_bench_app.py (with the host.json beside it, which raises both
 concurrency limits from the default 16 to 64) on port 0 with a temporary data
 directory; instances are started as the HTTP API's start route starts them
-(HubWorker.submit_start, its commit awaited on the runtime's event loop),
+(HubWorker.start_on_loop, its commit awaited on the runtime's event loop),
 STARTERS at a time, as that many concurrent HTTP clients would, and
 completion is seen by polling the hub's SQLite file. DBOS runs in a child
 process of this script so its logging, threads and SQLAlchemy engines cannot
@@ -189,10 +189,9 @@ async def duralane_workload(
     async def start(number: int, input_text: str) -> None:
         # What the HTTP API's start route does once it has parsed a request.
         async with in_flight:
-            _, committed = worker.submit_start(
+            await worker.start_on_loop(
                 orchestrator, f"{prefix}{number:06d}", input_text
             )
-            await asyncio.wrap_future(committed)
 
     await asyncio.gather(*(start(n, text) for n, text in enumerate(inputs)))
     await wait_finished(watcher, prefix, len(inputs), time.monotonic() + timeout)

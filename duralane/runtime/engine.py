@@ -28,7 +28,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -525,18 +525,30 @@ class HubWorker:
     def start_instance(
         self, name: str, instance_id: str | None, input_text: str | None
     ) -> Instance:
-        """Create an instance and queue its ExecutionStarted message."""
-        instance, committed = self.submit_start(name, instance_id, input_text)
-        committed.result()
+        """Create an instance and queue its ExecutionStarted message.
+
+        Raises InstanceExists when the id is taken by a running instance.
+        """
+        instance, started = self._new_instance(name, instance_id, input_text)
+        self.store.submit_instance(
+            self.hub, instance, started, lambda: self._arrived([started])
+        ).result()
         return instance
 
-    def submit_start(
+    async def start_on_loop(
         self, name: str, instance_id: str | None, input_text: str | None
-    ) -> tuple[Instance, Future[None]]:
-        """start_instance without the wait: the instance, and its commit to await.
+    ) -> Instance:
+        """start_instance for the event loop: it waits without tying up a thread."""
+        instance, started = self._new_instance(name, instance_id, input_text)
+        await self.store.submit_instance_on_loop(
+            self.hub, instance, started, lambda: self._arrived([started])
+        )
+        return instance
 
-        The future raises InstanceExists when the id is taken by a running one.
-        """
+    def _new_instance(
+        self, name: str, instance_id: str | None, input_text: str | None
+    ) -> tuple[Instance, Message]:
+        """A new instance and its ExecutionStarted message, not yet stored."""
         now = self.clock()
         instance = Instance(
             instance_id=instance_id or random_hex(),
@@ -553,10 +565,7 @@ class HubWorker:
             event=started_event(instance, moment),
             visible_at=now,
         )
-        committed = self.store.submit_instance(
-            self.hub, instance, started, lambda: self._arrived([started])
-        )
-        return instance, committed
+        return instance, started
 
     def send_control(self, instance_id: str, kind: EventType, **fields: Any) -> None:
         """Queue a control event (raise, terminate, suspend, resume) for an instance."""

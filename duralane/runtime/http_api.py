@@ -401,8 +401,7 @@ class HttpApi:
         try:
             # Awaited on the loop, not in a thread: a start only waits for the
             # store's writer, and a thread hop per start costs every lane.
-            instance, committed = worker.submit_start(name, instance_id, input_text)
-            await asyncio.wrap_future(committed)
+            instance = await worker.start_on_loop(name, instance_id, input_text)
         except InstanceExists as exc:
             return 409, {"Message": str(exc), "ExceptionMessage": str(exc)}
         return 202, management_payload(

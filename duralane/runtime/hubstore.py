@@ -9,7 +9,9 @@ stored, and activity work stays until its completion message is stored.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import heapq
 import itertools
 import json
@@ -288,6 +290,12 @@ class _Write:
     future: Future[Any] | None
     # The hub's priority: higher goes into the next batch first.
     priority: int = 0
+    # A waiter on an event loop, settled there with the rest of its batch.
+    waiter: asyncio.Future[Any] | None = None
+
+
+# A loop's waiter with what its write came to: a value or an error.
+_Settled = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
 class StoreWriter:
@@ -341,6 +349,7 @@ class StoreWriter:
 
     def _commit(self, batch: list[_Write]) -> None:
         outcomes = self._apply(batch)
+        settle: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
         # Callbacks run only after COMMIT, so whatever they wake reads the
         # committed state; they must never wait on this writer.
         for write, (value, error) in zip(batch, outcomes, strict=True):
@@ -351,13 +360,22 @@ class StoreWriter:
                     write.failed(error)
             except Exception:
                 logger.exception("callback after a store write failed")
-            if write.future is None:
+            if write.waiter is not None:
+                settle.setdefault(write.waiter.get_loop(), []).append(
+                    (write.waiter, value, error)
+                )
+            elif write.future is None:
                 if error is not None and write.failed is None:
                     logger.error("store write failed: %s", error)
             elif error is None:
                 write.future.set_result(value)
             else:
                 write.future.set_exception(error)
+        # One wake-up per loop and batch: each costs a write to the loop's
+        # self-pipe and a turn of the loop, far more than setting a result.
+        for loop, settled in settle.items():
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(_settle_waiters, settled)
         # Once per batch, not per write: waking a thread costs more than most
         # writes, and one wake-up lets a dispatcher see the whole batch.
         for listener in self._store.listeners:
@@ -442,6 +460,22 @@ class HubStore:
         self._submit(_Write(apply, after, None, future, self._priority(hub)))
         return future
 
+    def write_awaitable(
+        self,
+        apply: Apply,
+        after: Callable[[], None] | None = None,
+        *,
+        hub: str | None = None,
+    ) -> asyncio.Future[Any]:
+        """write_later for a caller on an event loop, which must be running.
+
+        The loop's waiters of one batch are settled in one callback, not one
+        wake-up each as a wrapped concurrent future would be.
+        """
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._submit(_Write(apply, after, None, None, self._priority(hub), waiter))
+        return waiter
+
     def _priority(self, hub: str | None) -> int:
         return self.priorities.get(hub, 0) if hub is not None else 0
 
@@ -510,10 +544,29 @@ class HubStore:
         started: Message,
         after: Callable[[], None] | None = None,
     ) -> Future[None]:
-        """Queue create_instance's write; the future settles once it is committed.
+        """Queue create_instance's write; the future settles once it is committed."""
+        apply, created = self._instance_write(hub, instance, started, after)
+        return self.write_later(apply, created, hub=hub)
 
-        An event loop can await it without tying up a thread while it waits.
-        """
+    def submit_instance_on_loop(
+        self,
+        hub: str,
+        instance: Instance,
+        started: Message,
+        after: Callable[[], None] | None = None,
+    ) -> asyncio.Future[None]:
+        """submit_instance for a caller on a running event loop, to await there."""
+        apply, created = self._instance_write(hub, instance, started, after)
+        return self.write_awaitable(apply, created, hub=hub)
+
+    def _instance_write(
+        self,
+        hub: str,
+        instance: Instance,
+        started: Message,
+        after: Callable[[], None] | None,
+    ) -> tuple[Apply, Callable[[], None]]:
+        """What creating an instance writes, and what runs once it is committed."""
 
         def apply(db: sqlite3.Connection) -> None:
             # One statement for the common case, a new id; only a taken one
@@ -537,7 +590,7 @@ class HubStore:
             if after is not None:
                 after()
 
-        return self.write_later(apply, created, hub=hub)
+        return apply, created
 
     def get_instance(self, hub: str, instance_id: str) -> Instance | None:
         """Read one instance, or None."""
@@ -1028,3 +1081,14 @@ def _decode_token(token: str) -> tuple[float, str]:
         return float(created_at), str(instance_id)
     except Exception as exc:
         raise ValueError(f"continuation token '{token[:40]}' is not valid") from exc
+
+
+def _settle_waiters(settled: list[_Settled]) -> None:
+    """Give each waiter of a committed batch its value or error, on its loop."""
+    for waiter, value, error in settled:
+        if waiter.done():  # cancelled while the batch was committing
+            continue
+        if error is None:
+            waiter.set_result(value)
+        else:
+            waiter.set_exception(error)

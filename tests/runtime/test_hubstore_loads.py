@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -250,3 +253,55 @@ def test_an_episodes_events_are_one_history_row_and_read_back_one_by_one(
 
     assert rows == [0, 4, 5]
     assert history == json.loads(json.dumps(episode + older))
+
+
+def test_starts_awaited_on_a_loop_settle_together_and_a_taken_id_refuses_alone(
+    tmp_path: Path,
+) -> None:
+    """Waiters of one batch settle in one loop callback; a running id's create
+    raises InstanceExists to its own waiter only, and a cancelled waiter is
+    left as it is."""
+    store = HubStore(tmp_path / "runtime.sqlite3")
+    now = time.time()
+    _create(store, "loop-taken", now)
+
+    def new(instance_id: str) -> tuple[Instance, Message]:
+        instance = Instance(instance_id, "echo", "exec-2", created_at=now)
+        moment = datetime.fromtimestamp(now).astimezone()
+        return instance, Message(instance_id, started_event(instance, moment), now)
+
+    async def start_all() -> tuple[list[object], int]:
+        loop = asyncio.get_running_loop()
+        wake_ups = 0
+        real_call_soon_threadsafe = loop.call_soon_threadsafe
+
+        def counting(*args: Any, **kwargs: Any) -> asyncio.Handle:
+            nonlocal wake_ups
+            wake_ups += 1
+            return real_call_soon_threadsafe(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        # Hold the writer so that all four writes go into one batch.
+        gate = threading.Event()
+        store.write(lambda db: gate.wait(10))
+        ids = ["loop-a", "loop-taken", "loop-cancelled", "loop-b"]
+        waiters = [store.submit_instance_on_loop(HUB, *new(i)) for i in ids]
+        waiters[2].cancel()
+        gate.set()
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*waiters, return_exceptions=True), 10
+        )
+        return list(outcomes), wake_ups
+
+    try:
+        outcomes, wake_ups = asyncio.run(start_all())
+        statuses = {i: store.get_instance(HUB, i) for i in ("loop-a", "loop-b")}
+    finally:
+        store.stop_writer()
+        store.close()
+
+    assert outcomes[0] is None and outcomes[3] is None
+    assert isinstance(outcomes[1], InstanceExists)
+    assert isinstance(outcomes[2], asyncio.CancelledError)
+    assert all(instance is not None for instance in statuses.values())
+    assert wake_ups == 1
