@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from duralane.ids import random_hex
 from duralane.lending import PriorityLender
+from duralane.sqlite_busy import BUSY_TIMEOUT_SECONDS, begin_write, retry_busy
 from duralane.store.base import ETAG, Doc, Filter, Page, PatchOp, Store
 from duralane.store.claimcheck import ClaimCheck
 from duralane.store.errors import (
@@ -43,21 +44,14 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_SECONDS = 10.0
 WORKER_THREADS = 4
-# Pauses between tries of a statement while another process holds the lock it
-# needs, by store priority (0 low, 1 normal, 2 high): the first, and the
-# longest they grow to.
-# SQLite's own handler would sleep 1, 2, 5, 10 ... 100 ms, and a high-lane
-# process sharing the file with a flooded one waited up to 100 ms for it.
-WRITE_RETRY_PAUSES = {0: (0.001, 0.01), 1: (0.0005, 0.005), 2: (0.0001, 0.0005)}
 
 
 # Writers of one file in this process, whichever store instance (one per event
 # loop) they use, queue on one lock and take turns by priority, instead of
 # meeting in SQLite's busy handler, which sleeps in steps of up to 100 ms.
 # A statement held off by another process retries on its own pauses instead
-# (see _retry_busy), shorter the more urgent it is.
+# (see duralane.sqlite_busy), shorter the more urgent it is.
 _write_locks: dict[Path, PriorityLender[Path]] = {}
 _write_locks_guard = threading.Lock()
 
@@ -199,42 +193,6 @@ def _decode_continuation(token: str, container: str) -> tuple[Any, str]:
     return order_value, str(record_id)
 
 
-def _retry_busy(
-    attempt: Callable[[], T],
-    priority: int,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> T:
-    """Run attempt, again on this priority's pauses while another process holds
-    the lock it needs, for BUSY_TIMEOUT_SECONDS at most.
-
-    The store's connections run without SQLite's busy handler (see
-    _connection), so this is where a statement waits for another process.
-    """
-    first, longest = WRITE_RETRY_PAUSES.get(priority, WRITE_RETRY_PAUSES[0])
-    pause = first
-    deadline = clock() + BUSY_TIMEOUT_SECONDS
-    while True:
-        try:
-            return attempt()
-        except sqlite3.OperationalError as error:
-            busy = getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
-            if not busy or clock() + pause > deadline:
-                raise
-        sleep(pause)
-        pause = min(pause * 2, longest)
-
-
-def _begin_write(
-    connection: sqlite3.Connection,
-    priority: int,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """BEGIN IMMEDIATE, tried again while another process writes (_retry_busy)."""
-    _retry_busy(lambda: connection.execute("BEGIN IMMEDIATE"), priority, sleep, clock)
-
-
 class SqliteStore(Store):
     """SQLite behind the async interface: calls run on a small thread pool."""
 
@@ -274,7 +232,7 @@ class SqliteStore(Store):
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             # From here on a statement held off by another process waits in
-            # _retry_busy, on short pauses by priority, not in SQLite's busy
+            # retry_busy, on short pauses by priority, not in SQLite's busy
             # handler, whose sleeps grow to 100 ms.
             connection.execute("PRAGMA busy_timeout = 0")
             self._local.connection = connection
@@ -299,14 +257,14 @@ class SqliteStore(Store):
         connection = self._connection()
         priority = current_priority()
         with self._write_lock.lent(priority):
-            _begin_write(connection, priority)
+            begin_write(connection, priority)
             try:
                 result = work(connection)
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
             # A busy COMMIT leaves the transaction open to be committed again.
-            _retry_busy(lambda: connection.execute("COMMIT"), priority)
+            retry_busy(lambda: connection.execute("COMMIT"), priority)
         return result
 
     def _expires_at(self, doc: Doc) -> float | None:
@@ -476,7 +434,7 @@ class SqliteStore(Store):
         self, spec: ContainerSpec, pk: str, record_id: str, meter: Meter
     ) -> Doc:
         def read() -> Doc:
-            row = _retry_busy(
+            row = retry_busy(
                 lambda: self._live_row(self._connection(), spec, pk, record_id),
                 current_priority(),
             )
@@ -597,7 +555,7 @@ class SqliteStore(Store):
         params.append(page_size + 1)
 
         def run_query() -> list[Any]:
-            rows = _retry_busy(
+            rows = retry_busy(
                 lambda: self._connection().execute(sql, params).fetchall(),
                 current_priority(),
             )

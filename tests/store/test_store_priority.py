@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from duralane import sqlite_busy
 from duralane.jobs.model import parse_job_spec
 from duralane.lending import PriorityLender
 from duralane.store import sqlite
@@ -263,7 +264,7 @@ def test_a_write_held_off_by_another_process_retries_on_its_prioritys_pauses(
         if len(slept) == len(pauses):
             other.execute("COMMIT")
 
-    sqlite._begin_write(mine, priority, sleep=pause)
+    sqlite.begin_write(mine, priority, sleep=pause)
 
     assert slept == pauses
     assert mine.in_transaction
@@ -286,9 +287,9 @@ def test_a_write_held_off_past_the_busy_timeout_is_store_unavailable(
         now[0] += seconds
 
     with pytest.raises(sqlite3.OperationalError, match="locked"):
-        sqlite._begin_write(mine, 2, sleep=pause, clock=lambda: now[0])
+        sqlite.begin_write(mine, 2, sleep=pause, clock=lambda: now[0])
 
-    assert now[0] - 1000.0 == pytest.approx(sqlite.BUSY_TIMEOUT_SECONDS, abs=0.001)
+    assert now[0] - 1000.0 == pytest.approx(sqlite_busy.BUSY_TIMEOUT_SECONDS, abs=0.001)
     assert not mine.in_transaction
     other.execute("ROLLBACK")
 
@@ -301,7 +302,7 @@ def test_a_store_write_goes_through_once_another_process_commits(
     asyncio.run(_create_then_close(SqliteStore(path), "first"))
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     pauses: list[float] = []
-    begin = sqlite._begin_write
+    begin = sqlite.begin_write
 
     def first_pause_ends_the_other_write(seconds: float) -> None:
         pauses.append(seconds)
@@ -311,7 +312,7 @@ def test_a_store_write_goes_through_once_another_process_commits(
     def begin_write(connection: sqlite3.Connection, priority: int) -> None:
         begin(connection, priority, sleep=first_pause_ends_the_other_write)
 
-    monkeypatch.setattr(sqlite, "_begin_write", begin_write)
+    monkeypatch.setattr(sqlite, "begin_write", begin_write)
     store = SqliteStore(path)
 
     async def held_off() -> None:
@@ -325,7 +326,7 @@ def test_a_store_write_goes_through_once_another_process_commits(
 
     # Had the store's connection kept SQLite's busy handler, the BEGIN would
     # have slept in it instead, and never paused here.
-    assert pauses == [sqlite.WRITE_RETRY_PAUSES[2][0]]
+    assert pauses == [sqlite_busy.WRITE_RETRY_PAUSES[2][0]]
     found = sqlite3.connect(path).execute("SELECT count(*) FROM jobs").fetchone()
     assert found == (2,)
 
