@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import json
 import logging
 import os
 import socket
@@ -40,25 +39,18 @@ from azure.functions.durable_functions import ActivityTriggerConverter
 from duralane.ids import random_hex
 from duralane.lending import PriorityLender
 from duralane.runtime.app import AppIndex, FunctionEntry, load_app
+from duralane.runtime.batches import EpisodeBatch, EpisodeReport, run_batch
 from duralane.runtime.config import log_format
 from duralane.runtime.episode import (
     ActivityWork,
-    EpisodeResult,
     Instance,
     Message,
-    fail_instance,
     install_executor_reuse,
     install_fast_timestamps,
-    run_episode,
     started_event,
 )
 from duralane.runtime.history import EventType, event
-from duralane.runtime.hubstore import (
-    EpisodeRows,
-    HubStore,
-    LoadedInstance,
-    MessageRow,
-)
+from duralane.runtime.hubstore import HubStore, MessageRow, OwnerGone
 from duralane.urgency import Urgency, urgent_work
 
 logger = logging.getLogger(__name__)
@@ -137,12 +129,17 @@ class ReadySet:
         if wake:
             self._signal.set()
 
-    def take(self, limit: int, now: float) -> list[str]:
-        """Up to limit ready instances, oldest first, now held by the caller."""
+    def take(self, limit: int, now: float, parts: int = 1) -> list[str]:
+        """Up to limit ready instances, oldest first, now held by the caller.
+
+        With parts, at most that share of the ready ones, so that as many
+        takers as there are parts each get some.
+        """
         with self._lock:
             while self._timers and self._timers[0][0] <= now:
                 self._mark_ready(heapq.heappop(self._timers)[1])
-            taken = list(itertools.islice(self._ready, limit))
+            share = -(-len(self._ready) // parts)
+            taken = list(itertools.islice(self._ready, min(limit, share)))
             for instance_id in taken:
                 del self._ready[instance_id]
             self._taken.update(taken)
@@ -190,18 +187,14 @@ class ReadySet:
             self._ready[instance_id] = None
 
 
-EpisodeJob = tuple[Instance, list[str], list[Message], float]
-# Per job: the rows to store, or the formatted error of a crash in the runtime.
-EpisodeOutcome = tuple[EpisodeRows | None, str | None]
-
-
 class EpisodeProcess:
     """One worker process that replays orchestrators for the runtime.
 
     It imports the app once, as an Azure worker does, then runs batches of
-    episodes on plain data sent over a pipe; the runtime's process keeps all
-    store I/O. An orchestrator module must therefore be importable in a fresh
-    process, and import-time side effects run once per process.
+    episodes sent over a pipe, each from its load to its commit (see
+    duralane.runtime.batches). An orchestrator module must therefore be
+    importable in a fresh process, and import-time side effects run once per
+    process.
     """
 
     def __init__(self, app_path: Path) -> None:
@@ -262,13 +255,13 @@ class EpisodeProcess:
     def pid(self) -> int:
         return self._process.pid
 
-    def run(self, jobs: list[EpisodeJob]) -> list[EpisodeOutcome]:
+    def run(self, batch: EpisodeBatch) -> list[EpisodeReport]:
         """Run a batch of episodes; a dead process is replaced, and the batch fails."""
         try:
             self.wait_ready(None)
-            self._conn.send(jobs)
-            outcomes: list[EpisodeOutcome] = self._conn.recv()
-            return outcomes
+            self._conn.send(batch)
+            reports: list[EpisodeReport] = self._conn.recv()
+            return reports
         except (EOFError, OSError) as exc:
             logger.error(
                 "episode process %s of %s died (exit code %s); starting another",
@@ -329,12 +322,12 @@ class EpisodeProcesses:
         """The process ids, for CPU accounting."""
         return [process.pid for process in self._all]
 
-    def run(self, jobs: list[EpisodeJob], priority: int = 0) -> list[EpisodeOutcome]:
+    def run(self, batch: EpisodeBatch) -> list[EpisodeReport]:
         """Run a batch on the next idle process, higher priorities served first."""
         if not self._all:
             self.start()
-        with self._lender.lent(priority) as process:
-            return process.run(jobs)
+        with self._lender.lent(batch.priority) as process:
+            return process.run(batch)
 
     def stop(self) -> None:
         """End every process; call once the hub workers have stopped."""
@@ -357,15 +350,29 @@ def serve_episodes() -> None:
     index = load_app(Path(app_path))
     install_fast_timestamps()
     install_executor_reuse()
+    stores: dict[str, HubStore] = {}
+
+    def still_owner() -> bool:
+        # A runtime killed with SIGKILL leaves this process running for up to
+        # PARENT_POLL_SECONDS; its successor may already be running the same
+        # instances, so a batch it handed out must not be committed.
+        return os.getppid() == int(parent)
+
     conn.send(READY)
     while True:
         try:
-            jobs = conn.recv()
+            batch = conn.recv()
         except EOFError:
             return
-        if jobs is None:
+        if batch is None:
             return
-        conn.send([_run_job(index, job) for job in jobs])
+        store = stores.get(batch.store_path)
+        if store is None:
+            store = stores[batch.store_path] = HubStore(Path(batch.store_path))
+        try:
+            conn.send(run_batch(index, store, batch, still_owner))
+        except OwnerGone:
+            os._exit(0)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -373,18 +380,6 @@ def _exit_with_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(PARENT_POLL_SECONDS)
     os._exit(0)
-
-
-def _run_job(index: AppIndex, job: EpisodeJob) -> EpisodeOutcome:
-    """One episode from stored text to rows to store; a crash becomes its traceback."""
-    instance, history, pending, now = job
-    try:
-        entry = index.orchestrators.get(instance.name)
-        events = [json.loads(text) for text in history]
-        handle = entry.call if entry else None
-        return EpisodeRows.of(run_episode(instance, events, pending, handle, now)), None
-    except Exception as exc:
-        return None, "".join(traceback.format_exception(exc)).strip()
 
 
 def _formatted(error: BaseException) -> str:
@@ -449,7 +444,9 @@ class HubWorker:
         # store's writer thread: a batch wakes only the dispatchers of hubs it
         # gave work to, not every hub's on every commit.
         self._new_episodes = False
-        self._new_activities = False
+        # Episode batches handed out and not yet settled (see _episodes).
+        self._batches_running = 0
+        self._batches_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         # A hub above the lowest priority runs its async activities on a loop
@@ -512,9 +509,6 @@ class HubWorker:
         if self._new_episodes:
             self._new_episodes = False
             self._episode_signal.set()
-        if self._new_activities:
-            self._new_activities = False
-            self._activity_signal.set()
 
     def wake(self) -> None:
         """Let the dispatchers look for work now."""
@@ -592,108 +586,107 @@ class HubWorker:
     # Orchestrator episodes
 
     def _dispatch_episodes(self) -> None:
+        """Cut a batch whenever an episode process can take one.
+
+        At most one batch per process is out at a time (one in all without
+        processes), so the instances that become ready while the processes
+        are busy go out together, not as a batch of one each.
+        """
         lanes = self.processes.processes if self.processes is not None else 1
         while not self._stopping.is_set():
+            idle = lanes - self._batches_running
             free = self.max_orchestrations - self._ready.held()
-            ready = self._ready.take(free, self.clock()) if free > 0 else []
-            size = min(-(-len(ready) // lanes), MAX_BATCH) if ready else 1
-            for first in range(0, len(ready), size):
-                batch = ready[first : first + size]
-                self._orchestration_pool.submit(self._episodes, batch)
-            if ready:
-                continue
-            due = self._ready.next_due()
+            if idle > 0 and free > 0:
+                limit = min(free, MAX_BATCH)
+                ready = self._ready.take(limit, self.clock(), parts=idle)
+                if ready:
+                    with self._batches_lock:
+                        self._batches_running += 1
+                    self._orchestration_pool.submit(self._episodes, ready)
+                    continue
+            # A settled batch wakes this thread, so only an idle process
+            # needs to wait for the next timer.
+            due = self._ready.next_due() if idle > 0 else None
             timeout = IDLE_POLL_SECONDS if due is None else due - self.clock()
             self._episode_signal.wait(min(max(timeout, 0.001), IDLE_POLL_SECONDS))
 
     def _episodes(self, instance_ids: list[str]) -> None:
-        """Run a batch of episodes and queue each one's commit.
+        """Run a batch of episodes and settle what each one came to.
 
-        Each instance stays held from take() until its commit, or its crash,
-        has been handled, so no two episodes of one instance ever overlap.
+        Each instance stays held from take() until its report is settled, so
+        no two episodes of one instance ever overlap.
         """
-        self.urgency.hold_off(self.priority)
-        prepared: list[tuple[EpisodeJob, bool]] = []
-        now = self.clock()
         try:
-            loads = self.store.load_many(self.hub, instance_ids, now)
-        except Exception as exc:
-            for instance_id in instance_ids:
-                self._crashed(instance_id, _formatted(exc))
-            return
-        for instance_id, loaded in zip(instance_ids, loads, strict=True):
+            self.urgency.hold_off(self.priority)
+            with self._crash_lock:
+                give_up = {
+                    instance_id: self._crashes[instance_id]
+                    for instance_id in instance_ids
+                    if self._crashes.get(instance_id, 0) >= CRASH_ATTEMPTS
+                }
+            batch = EpisodeBatch(
+                str(self.store.path),
+                self.hub,
+                instance_ids,
+                self.clock(),
+                self.priority,
+                give_up,
+            )
             try:
-                job = self._prepare(instance_id, loaded, now)
+                if self.processes is not None:
+                    reports = self.processes.run(batch)
+                else:
+                    reports = run_batch(self.index, self.store, batch)
             except Exception as exc:
-                self._crashed(instance_id, _formatted(exc))
-                continue
-            if job is not None:
-                prepared.append((job, not job[1]))
-        if not prepared:
+                # The process died, perhaps after its commit: find the messages
+                # it stored but could not report, then retry the whole batch.
+                self._rescan()
+                for instance_id in instance_ids:
+                    self._crashed(instance_id, _formatted(exc))
+                return
+            now = self.clock()
+            for report in reports:
+                self._settle(report, now)
+        finally:
+            with self._batches_lock:
+                self._batches_running -= 1
+            self._episode_signal.set()
+
+    def _settle(self, report: EpisodeReport, now: float) -> None:
+        """Act on one instance's report, then release it."""
+        instance_id = report.instance_id
+        if report.crash is not None:
+            self._crashed(instance_id, report.crash)
             return
-
-        jobs = [job for job, _ in prepared]
-        started = time.perf_counter()
-        try:
-            if self.processes is not None:
-                outcomes = self.processes.run(jobs, self.priority)
-            else:
-                outcomes = [_run_job(self.index, job) for job in jobs]
-        except Exception as exc:
-            for job in jobs:
-                self._crashed(job[0].instance_id, _formatted(exc))
-            return
-        seconds = (time.perf_counter() - started) / len(jobs)
-
-        for (job, was_new), (rows, error) in zip(prepared, outcomes, strict=True):
-            instance_id = job[0].instance_id
-            if rows is None:
-                self._crashed(instance_id, error or "no result")
-                continue
-            self._log_episode(rows, was_new, seconds)
-            more = bool(rows.consumed) and len(rows.consumed) < len(job[2])
-            self._commit(instance_id, rows, more)
-
-    def _prepare(
-        self, instance_id: str, loaded: LoadedInstance, now: float
-    ) -> EpisodeJob | None:
-        """An episode's input, or None once the instance is settled without one."""
-        if not loaded.pending:
-            self._ready.release(instance_id)
-            return None
-        instance = loaded.instance
-        if instance is None:
-            self._drop_orphans(instance_id, loaded.pending)
-            self._ready.release(instance_id)
-            return None
-        with self._crash_lock:
-            crashes = self._crashes.get(instance_id, 0)
-        if crashes >= CRASH_ATTEMPTS:
-            rows = EpisodeRows.of(self._give_up(instance, loaded.pending, now, crashes))
-            self._commit(instance_id, rows, False)
-            return None
-        return instance, loaded.history, loaded.pending, now
-
-    def _commit(self, instance_id: str, rows: EpisodeRows, more: bool) -> None:
-        """Queue an episode's commit; the instance is released once it is durable."""
-
-        def committed() -> None:
-            self.episodes += rows.ran_orchestrator
+        if report.dropped:
+            logger.warning(
+                "dropped %d messages for unknown instance %s in hub %s",
+                report.dropped,
+                instance_id,
+                self.hub,
+            )
+        if report.ran:
+            self.episodes += report.ran_orchestrator
             with self._crash_lock:
                 self._crashes.pop(instance_id, None)
-            self._arrived(rows.messages)
-            if rows.activities:
-                self._new_activities = True
-            self._ready.release(instance_id, again=more, wake=False)
-            self._new_episodes = True
+            self._log_episode(report)
+            for target, visible_at in report.arrived:
+                self._ready.add(target, visible_at, now, wake=False)
+            if report.activities:
+                self._activity_signal.set()
+        if report.next_due is not None:
+            self._ready.add(instance_id, report.next_due, now, wake=False)
+        self._ready.release(instance_id, again=report.more, wake=False)
 
-        def failed(error: BaseException) -> None:
-            self._crashed(instance_id, _formatted(error))
-
-        self.store.submit_episode(self.hub, rows, committed, failed)
+    def _rescan(self) -> None:
+        """Rebuild the ready set from the store, as at startup."""
+        now = self.clock()
+        for instance_id, visible_at in self.store.due_instances(self.hub):
+            self._ready.add(instance_id, visible_at, now, wake=False)
+        self._activity_signal.set()
 
     def _crashed(self, instance_id: str, error: str) -> None:
-        """Retry a crashed episode later, then fail the instance (see _give_up)."""
+        """Retry a crashed episode later, then fail the instance (see run_batch)."""
         with self._crash_lock:
             crashes = self._crashes.get(instance_id, 0) + 1
             self._crashes[instance_id] = crashes
@@ -710,61 +703,44 @@ class HubWorker:
         )
         self._ready.defer(instance_id, self.clock() + delay)
 
-    def _give_up(
-        self, instance: Instance, pending: list[Message], now: float, crashes: int
-    ) -> EpisodeResult:
-        """After CRASH_ATTEMPTS crashes the instance fails instead of looping."""
-        reason = (
-            f"The runtime could not run an episode of instance "
-            f"{instance.instance_id} after {crashes} attempts; see the runtime "
-            "log for each attempt's error."
-        )
-        logger.warning(
-            "failing instance %s in hub %s after %d crashed episodes",
-            instance.instance_id,
-            self.hub,
-            crashes,
-        )
-        return fail_instance(instance, pending, now, reason, "")
-
-    def _drop_orphans(self, instance_id: str, pending: list[Message]) -> None:
-        """Messages for an instance that no longer exists have nowhere to go."""
-        ids = [m.id for m in pending if m.id is not None]
-        logger.warning(
-            "dropping %d messages for unknown instance %s in hub %s",
-            len(ids),
-            instance_id,
-            self.hub,
-        )
-        self.store.delete_messages(ids, hub=self.hub)
-
-    def _log_episode(self, rows: EpisodeRows, was_new: bool, seconds: float) -> None:
-        instance = rows.instance
-        if was_new and rows.ran_orchestrator:
+    def _log_episode(self, report: EpisodeReport) -> None:
+        if report.gave_up_after:
+            logger.warning(
+                "failed instance %s in hub %s after %d crashed episodes",
+                report.instance_id,
+                self.hub,
+                report.gave_up_after,
+            )
+        if report.first_episode and report.ran_orchestrator:
             # The execution id is the invocation id: it names this run of the
             # instance, and continue-as-new starts a new one.
             logger.info(
                 "Executing orchestrator %s (invocation %s, instance %s, hub %s)",
-                instance.name,
-                instance.execution_id,
-                instance.instance_id,
+                report.name,
+                report.execution_id,
+                report.instance_id,
                 self.hub,
             )
-        if rows.finished or instance.status == "ContinuedAsNew":
-            level = logging.WARNING if instance.status == "Failed" else logging.INFO
+        if report.finished or report.status == "ContinuedAsNew":
+            level = logging.WARNING if report.status == "Failed" else logging.INFO
             logger.log(
                 level,
                 "Executed orchestrator %s (invocation %s, instance %s, hub %s): "
                 "%s in %.1f ms%s",
-                instance.name,
-                instance.execution_id,
-                instance.instance_id,
+                report.name,
+                report.execution_id,
+                report.instance_id,
                 self.hub,
-                instance.status,
-                (instance.updated_at - instance.created_at) * 1000,
-                f": {rows.error}" if rows.error else "",
+                report.status,
+                (report.updated_at - report.created_at) * 1000,
+                f": {report.error}" if report.error else "",
             )
-        logger.debug("episode of %s took %.1f ms", instance.instance_id, seconds * 1000)
+        logger.debug(
+            "episode of %s in hub %s replayed in %.1f ms",
+            report.instance_id,
+            self.hub,
+            report.replay_ms,
+        )
 
     # Activities
 

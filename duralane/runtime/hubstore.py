@@ -19,7 +19,6 @@ import logging
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from duralane.runtime.episode import (
     Message,
 )
 from duralane.runtime.history import Event, EventType
+from duralane.sqlite_busy import begin_write
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,6 @@ UPSERT_COLUMNS = ", ".join(
     for name in INSTANCE_COLUMNS.split(", ")
     if name != "instance_id"
 )
-HISTORY_CACHE_SIZE = 20_000
 # A history row holds one episode's new events, their JSON texts joined by a
 # newline, which json.dumps never writes inside a text; seq is the index of
 # the row's first event. One row per event cost the writer a statement step
@@ -123,6 +122,10 @@ LOAD_CHUNK = 500
 WRITE_BATCH = 1000
 
 Apply = Callable[[sqlite3.Connection], Any]
+
+
+class OwnerGone(Exception):
+    """An episode process outlived the runtime that gave it work: it must not write."""
 
 
 class InstanceExists(Exception):
@@ -155,6 +158,8 @@ class LoadedInstance:
     instance: Instance | None
     history: list[str]
     pending: list[Message]
+    # When its earliest message that is not yet due becomes due, if it has one.
+    next_due: float | None = None
 
 
 class InstanceRow(NamedTuple):
@@ -389,9 +394,11 @@ class StoreWriter:
         found by redoing the batch one write per transaction, so only its own
         changes are lost; applies are plain SQL and safe to redo.
         """
-        db = self._store._connection()
+        db = self._store._write_connection()
         try:
-            db.execute("BEGIN IMMEDIATE")
+            # Episode processes write the file too; the batch waits for them
+            # on the pauses of its most urgent write.
+            begin_write(db, max(write.priority for write in batch))
             values = [write.apply(db) for write in batch]
             db.execute("COMMIT")
             return [(value, None) for value in values]
@@ -415,8 +422,6 @@ class HubStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._history_cache: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
-        self._cache_lock = threading.Lock()
         # executescript commits on its own, so it runs outside transaction().
         self._connection().executescript(SCHEMA)
         self._writer: StoreWriter | None = None
@@ -487,23 +492,40 @@ class HubStore:
         writer.submit(write)
 
     def _connection(self) -> sqlite3.Connection:
-        """One connection per thread: sqlite3 objects must not cross threads."""
+        """This thread's connection for reads (sqlite3 objects must stay in one)."""
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL survives a killed process; only a power loss can drop the
-            # last commits, which the at-least-once activity contract tolerates.
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
+            db = self._connect(busy_timeout_ms=30_000)
             self._local.db = db
         return db
 
+    def _write_connection(self) -> sqlite3.Connection:
+        """This thread's connection for write transactions, begun by begin_write.
+
+        Without SQLite's busy handler, whose sleeps grow to 100 ms: the writer
+        and the episode processes take turns at the write lock many times a
+        second, and each waits on sqlite_busy's short pauses instead.
+        """
+        db: sqlite3.Connection | None = getattr(self._local, "write_db", None)
+        if db is None:
+            db = self._connect(busy_timeout_ms=0)
+            self._local.write_db = db
+        return db
+
+    def _connect(self, busy_timeout_ms: int) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL survives a killed process; only a power loss can drop the
+        # last commits, which the at-least-once activity contract tolerates.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        return db
+
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, priority: int = 0) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the write lock up front."""
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
+        db = self._write_connection()
+        begin_write(db, priority)
         try:
             yield db
         except BaseException:
@@ -519,11 +541,12 @@ class HubStore:
             writer.stop()
 
     def close(self) -> None:
-        """Close this thread's connection."""
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        """Close this thread's connections."""
+        for name in ("db", "write_db"):
+            db = getattr(self._local, name, None)
+            if db is not None:
+                db.close()
+                setattr(self._local, name, None)
 
     # Instances
 
@@ -545,8 +568,8 @@ class HubStore:
         after: Callable[[], None] | None = None,
     ) -> Future[None]:
         """Queue create_instance's write; the future settles once it is committed."""
-        apply, created = self._instance_write(hub, instance, started, after)
-        return self.write_later(apply, created, hub=hub)
+        apply = self._creation(hub, instance, started)
+        return self.write_later(apply, after, hub=hub)
 
     def submit_instance_on_loop(
         self,
@@ -556,17 +579,11 @@ class HubStore:
         after: Callable[[], None] | None = None,
     ) -> asyncio.Future[None]:
         """submit_instance for a caller on a running event loop, to await there."""
-        apply, created = self._instance_write(hub, instance, started, after)
-        return self.write_awaitable(apply, created, hub=hub)
+        apply = self._creation(hub, instance, started)
+        return self.write_awaitable(apply, after, hub=hub)
 
-    def _instance_write(
-        self,
-        hub: str,
-        instance: Instance,
-        started: Message,
-        after: Callable[[], None] | None,
-    ) -> tuple[Apply, Callable[[], None]]:
-        """What creating an instance writes, and what runs once it is committed."""
+    def _creation(self, hub: str, instance: Instance, started: Message) -> Apply:
+        """What creating an instance writes: its row and its ExecutionStarted."""
 
         def apply(db: sqlite3.Connection) -> None:
             # One statement for the common case, a new id; only a taken one
@@ -583,14 +600,7 @@ class HubStore:
                 self._write_instance(db, hub, row)
             self._insert_messages(db, hub, [MessageRow.of(started)])
 
-        def created() -> None:
-            # A new execution's history is empty: its first episode need not
-            # read the file to learn that.
-            self._remember_history((hub, instance.instance_id), [], True, False)
-            if after is not None:
-                after()
-
-        return apply, created
+        return apply
 
     def get_instance(self, hub: str, instance_id: str) -> Instance | None:
         """Read one instance, or None."""
@@ -673,7 +683,6 @@ class HubStore:
         cursor = db.execute(
             "DELETE FROM instances WHERE hub=? AND instance_id=?", (hub, instance_id)
         )
-        self._forget_history(hub, instance_id)
         return cursor.rowcount
 
     def _clear_finished(
@@ -739,14 +748,17 @@ class HubStore:
     ) -> list[LoadedInstance]:
         """load() for several instances from one snapshot.
 
-        Two statements for the whole batch, not two per instance: under load
-        each statement costs a round trip for the GIL, far more than its SQL.
+        Three statements for the whole batch, not three per instance: under
+        load each statement costs a round trip for the GIL, far more than its
+        SQL.
         """
         db = self._connection()
         db.execute("BEGIN")
         try:
             instances: dict[str, Instance] = {}
             pending: dict[str, list[Message]] = {i: [] for i in instance_ids}
+            histories: dict[str, list[str]] = {i: [] for i in instance_ids}
+            next_due: dict[str, float] = {}
             for first in range(0, len(instance_ids), LOAD_CHUNK):
                 chunk = instance_ids[first : first + LOAD_CHUNK]
                 marks = ",".join("?" * len(chunk))
@@ -762,10 +774,15 @@ class HubStore:
                     # backlog.
                     "SELECT instance_id, id, execution_id, event, meta, visible_at "
                     "FROM messages INDEXED BY messages_by_instance "
-                    f"WHERE hub=? AND instance_id IN ({marks}) AND visible_at<=? "
+                    f"WHERE hub=? AND instance_id IN ({marks}) "
                     "ORDER BY instance_id, id",
-                    (hub, *chunk, now),
+                    (hub, *chunk),
                 ):
+                    if row[5] > now:
+                        # Not due: only when, so the ready set can wake it.
+                        due = next_due.get(row[0])
+                        next_due[row[0]] = row[5] if due is None else min(due, row[5])
+                        continue
                     pending[row[0]].append(
                         Message(
                             instance_id=row[0],
@@ -776,13 +793,19 @@ class HubStore:
                             visible_at=row[5],
                         )
                     )
+                for instance_id, lines in db.execute(
+                    "SELECT instance_id, event FROM history "
+                    f"WHERE hub=? AND instance_id IN ({marks}) "
+                    "ORDER BY instance_id, seq",
+                    (hub, *chunk),
+                ):
+                    histories[instance_id].extend(lines.split(HISTORY_LINES))
             return [
                 LoadedInstance(
                     instances.get(instance_id),
-                    self._history_texts(hub, instance_id, True)
-                    if instance_id in instances
-                    else [],
+                    histories[instance_id] if instance_id in instances else [],
                     pending[instance_id],
+                    next_due.get(instance_id),
                 )
                 for instance_id in instance_ids
             ]
@@ -791,74 +814,105 @@ class HubStore:
             db.execute("COMMIT")
 
     def commit_episode(self, hub: str, result: EpisodeResult) -> None:
-        """Store everything one episode changed, in one transaction, and wait."""
-        done: Future[None] = Future()
-        self.submit_episode(
-            hub,
-            EpisodeRows.of(result),
-            lambda: done.set_result(None),
-            done.set_exception,
-        )
-        done.result()
+        """Store everything one episode changed, in one transaction, or raise."""
+        (error,) = self.commit_episodes(hub, [EpisodeRows.of(result)])
+        if error is not None:
+            raise error
 
-    def submit_episode(
+    def commit_episodes(
         self,
         hub: str,
-        rows: EpisodeRows,
-        after: Callable[[], None] | None = None,
-        failed: Callable[[BaseException], None] | None = None,
-    ) -> None:
-        """Queue everything one episode changed, to commit atomically."""
-        instance_id = rows.instance.instance_id
+        episodes: list[EpisodeRows],
+        *,
+        drop: list[int] | None = None,
+        priority: int = 0,
+        still_owner: Callable[[], bool] | None = None,
+    ) -> list[BaseException | None]:
+        """Store each episode's changes atomically, all in one transaction if
+        they can be, and delete the drop messages; each episode's error.
 
-        def remember() -> None:
-            self._remember_history(
-                (hub, instance_id), rows.history, rows.reset_history, rows.finished
+        This thread writes, not the store's writer: episode processes commit
+        their own batches. still_owner runs once the write lock is held; if it
+        says no, nothing is written and OwnerGone is raised.
+        """
+        db = self._write_connection()
+        # Not getting the lock in time is no episode's fault: that error is
+        # the whole batch's, and raises.
+        begin_write(db, priority)
+        try:
+            if still_owner is not None and not still_owner():
+                raise OwnerGone("the runtime that handed out these episodes is gone")
+            if drop:
+                marks = ",".join("?" * len(drop))
+                db.execute(f"DELETE FROM messages WHERE id IN ({marks})", drop)
+            for rows in episodes:
+                self._apply_episode(db, hub, rows)
+            db.execute("COMMIT")
+            return [None] * len(episodes)
+        except OwnerGone:
+            db.execute("ROLLBACK")
+            raise
+        except Exception as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if len(episodes) <= 1 and not (episodes and drop):
+                return [exc] * len(episodes)
+            logger.warning(
+                "batch of %d episodes in hub %s failed to commit (%s); "
+                "committing each alone",
+                len(episodes),
+                hub,
+                exc,
             )
-            if after is not None:
-                after()
+        if drop:
+            self.commit_episodes(hub, [], drop=drop, priority=priority)
+        return [
+            self.commit_episodes(
+                hub, [rows], priority=priority, still_owner=still_owner
+            )[0]
+            for rows in episodes
+        ]
 
-        def apply(db: sqlite3.Connection) -> None:
-            # A finished or restarted instance loses all its messages below.
-            if rows.consumed and not (rows.finished or rows.reset_history):
-                marks = ",".join("?" * len(rows.consumed))
-                db.execute(f"DELETE FROM messages WHERE id IN ({marks})", rows.consumed)
-            if rows.reset_history:
-                _delete_rows_of(
-                    db, hub, instance_id, "history", "activities", "messages"
-                )
-                length = 0
-            else:
-                # The instance was held since its load, so nothing else has
-                # appended to its history.
-                length = rows.history_base
-            if rows.history:
-                # One row per episode: its events' JSON texts, one per line.
-                db.execute(
-                    "INSERT INTO history (hub, instance_id, seq, event) "
-                    "VALUES (?,?,?,?)",
-                    (hub, instance_id, length, HISTORY_LINES.join(rows.history)),
-                )
-            self._write_instance(db, hub, rows.instance, length + len(rows.history))
-            for child in rows.children:
-                self._clear_finished(db, hub, child.instance_id)
-                self._write_instance(db, hub, child)
-            if rows.finished:
-                _delete_rows_of(db, hub, instance_id, "messages", "activities")
-            for timer_id in rows.cancelled_timers:
-                db.execute(
-                    "DELETE FROM messages WHERE hub=? AND instance_id=? AND timer_id=?",
-                    (hub, instance_id, timer_id),
-                )
-            self._insert_messages(db, hub, rows.messages)
-            if rows.activities:
-                db.executemany(
-                    "INSERT INTO activities (hub, instance_id, execution_id, "
-                    "task_id, name, input, meta) VALUES (?,?,?,?,?,?,?)",
-                    [(hub, *work) for work in rows.activities],
-                )
-
-        self.write(apply, remember, failed, hub=hub)
+    def _apply_episode(
+        self, db: sqlite3.Connection, hub: str, rows: EpisodeRows
+    ) -> None:
+        """Write one episode's rows inside the caller's transaction."""
+        instance_id = rows.instance.instance_id
+        # A finished or restarted instance loses all its messages below.
+        if rows.consumed and not (rows.finished or rows.reset_history):
+            marks = ",".join("?" * len(rows.consumed))
+            db.execute(f"DELETE FROM messages WHERE id IN ({marks})", rows.consumed)
+        if rows.reset_history:
+            _delete_rows_of(db, hub, instance_id, "history", "activities", "messages")
+            length = 0
+        else:
+            # The instance was held since its load, so nothing else has
+            # appended to its history.
+            length = rows.history_base
+        if rows.history:
+            # One row per episode: its events' JSON texts, one per line.
+            db.execute(
+                "INSERT INTO history (hub, instance_id, seq, event) VALUES (?,?,?,?)",
+                (hub, instance_id, length, HISTORY_LINES.join(rows.history)),
+            )
+        self._write_instance(db, hub, rows.instance, length + len(rows.history))
+        for child in rows.children:
+            self._clear_finished(db, hub, child.instance_id)
+            self._write_instance(db, hub, child)
+        if rows.finished:
+            _delete_rows_of(db, hub, instance_id, "messages", "activities")
+        for timer_id in rows.cancelled_timers:
+            db.execute(
+                "DELETE FROM messages WHERE hub=? AND instance_id=? AND timer_id=?",
+                (hub, instance_id, timer_id),
+            )
+        self._insert_messages(db, hub, rows.messages)
+        if rows.activities:
+            db.executemany(
+                "INSERT INTO activities (hub, instance_id, execution_id, "
+                "task_id, name, input, meta) VALUES (?,?,?,?,?,?,?)",
+                [(hub, *work) for work in rows.activities],
+            )
 
     # Activities
 
@@ -982,21 +1036,8 @@ class HubStore:
         )
         return cursor.rowcount > 0
 
-    def _history_texts(
-        self, hub: str, instance_id: str, remember: bool = False
-    ) -> list[str]:
-        """History from the cache or the file.
-
-        Only episode loads fill the cache: they hold the instance, so no
-        commit of its history can land between the read and the fill, while
-        an API read could cache a history a concurrent commit just extended.
-        """
-        key = (hub, instance_id)
-        with self._cache_lock:
-            cached = self._history_cache.get(key)
-            if cached is not None:
-                self._history_cache.move_to_end(key)
-                return list(cached)
+    def _history_texts(self, hub: str, instance_id: str) -> list[str]:
+        """One instance's history as stored, one JSON text per event."""
         rows = (
             self._connection()
             .execute(
@@ -1005,38 +1046,7 @@ class HubStore:
             )
             .fetchall()
         )
-        texts = [text for (lines,) in rows for text in lines.split(HISTORY_LINES)]
-        if remember:
-            with self._cache_lock:
-                self._history_cache[key] = list(texts)
-                self._trim_cache()
-        return texts
-
-    def _remember_history(
-        self, key: tuple[str, str], new_texts: list[str], reset: bool, finished: bool
-    ) -> None:
-        """Keep the cached history in step with what was just committed."""
-        with self._cache_lock:
-            if finished:
-                self._history_cache.pop(key, None)
-                return
-            if reset:
-                self._history_cache[key] = list(new_texts)
-            else:
-                cached = self._history_cache.get(key)
-                if cached is None:
-                    return  # not cached: the next read goes to the file
-                cached.extend(new_texts)
-            self._history_cache.move_to_end(key)
-            self._trim_cache()
-
-    def _forget_history(self, hub: str, instance_id: str) -> None:
-        with self._cache_lock:
-            self._history_cache.pop((hub, instance_id), None)
-
-    def _trim_cache(self) -> None:
-        while len(self._history_cache) > HISTORY_CACHE_SIZE:
-            self._history_cache.popitem(last=False)
+        return [text for (lines,) in rows for text in lines.split(HISTORY_LINES)]
 
 
 def _delete_rows_of(

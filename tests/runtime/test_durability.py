@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from duralane.runtime.episode import Message
+from duralane.runtime.history import EventType, event
+from duralane.runtime.hubstore import HubStore
 from tests.runtime.harness import (
     APPS,
     WEBHOOK,
@@ -41,13 +48,14 @@ def list_instances(runtime: RuntimeProcess, prefix: str, **params: str) -> list[
             return found
 
 
-def test_timer_pending_across_a_restart_fires_once(tmp_path: Path) -> None:
-    """Stopped while a durable timer waits, the restarted runtime fires it once."""
+def stopped_with_a_timer_pending(
+    tmp_path: Path, orchestrator: str, instance: str, seconds: int
+) -> RuntimeProcess:
+    """A runtime stopped once the instance has created its durable timer."""
     runtime = RuntimeProcess(DURABILITY_APP, tmp_path / "data").start()
-    instance = unique("sleeper")
     try:
         runtime.start_orchestration(
-            "sleeper_orchestrator", instance, {"seconds": 2, "marker": instance}
+            orchestrator, instance, {"seconds": seconds, "marker": instance}
         )
         runtime.wait_status(
             instance,
@@ -55,6 +63,15 @@ def test_timer_pending_across_a_restart_fires_once(tmp_path: Path) -> None:
         )
     finally:
         assert runtime.stop() == 0
+    return runtime
+
+
+def test_timer_pending_across_a_restart_fires_once(tmp_path: Path) -> None:
+    """Stopped while a durable timer waits, the restarted runtime fires it once."""
+    instance = unique("sleeper")
+    runtime = stopped_with_a_timer_pending(
+        tmp_path, "sleeper_orchestrator", instance, seconds=2
+    )
 
     runtime.start()
     try:
@@ -67,6 +84,44 @@ def test_timer_pending_across_a_restart_fires_once(tmp_path: Path) -> None:
     assert event_types(status["historyEvents"]).count(TIMER_FIRED) == 1
     records = (runtime.data_dir / "records.log").read_text().splitlines()
     assert records.count(instance) == 1
+
+
+def test_a_timer_still_fires_after_a_restart_that_found_another_message_due(
+    tmp_path: Path,
+) -> None:
+    """Restarted with an event due and a timer still ahead, the instance takes
+    the event at once and the timer when it comes due."""
+    instance = unique("both")
+    runtime = stopped_with_a_timer_pending(
+        tmp_path, "timer_and_event_orchestrator", instance, seconds=3
+    )
+    # Raised while the runtime is down, as another client of the store could.
+    path = runtime.data_dir / "runtime.sqlite3"
+    with sqlite3.connect(path) as db:
+        (hub,) = db.execute(
+            "SELECT hub FROM instances WHERE instance_id=?", (instance,)
+        ).fetchone()
+    store = HubStore(path)
+    now = time.time()
+    raised = event(
+        EventType.EVENT_RAISED,
+        datetime.fromtimestamp(now).astimezone(),
+        Name="go",
+        Input=json.dumps("now"),
+    )
+    store.enqueue(hub, [Message(instance, raised, now)])
+    store.stop_writer()
+    store.close()
+
+    runtime.start()
+    try:
+        status = runtime.wait_done(instance)
+    finally:
+        runtime.stop()
+
+    assert status["runtimeStatus"] == "Completed"
+    assert status["output"] == instance
+    assert event_types(status["historyEvents"]).count(TIMER_FIRED) == 1
 
 
 @pytest.mark.parametrize("processes", ["2", "0"], ids=["processes", "in-process"])

@@ -11,13 +11,15 @@ import functools
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from duralane.runtime import engine
 from duralane.runtime.app import AppIndex, load_app
+from duralane.runtime.batches import EpisodeBatch, EpisodeReport, run_batch
 from duralane.runtime.engine import EpisodeProcesses, HubWorker
 from duralane.runtime.hubstore import EpisodeRows, HubStore
 from tests.runtime.harness import APPS, unique, wait_until
@@ -29,19 +31,19 @@ HUB = "CrashHub"
 class PoisonedStore(HubStore):
     """Fails every commit of a 'poison' instance, except the one that fails it."""
 
-    def submit_episode(
-        self,
-        hub: str,
-        rows: EpisodeRows,
-        after: Callable[[], None] | None = None,
-        failed: Callable[[BaseException], None] | None = None,
-    ) -> None:
-        instance = rows.instance
-        if instance.instance_id.startswith("poison") and instance.status != "Failed":
-            assert failed is not None
-            failed(sqlite3.OperationalError("disk I/O error (injected)"))
-            return
-        super().submit_episode(hub, rows, after, failed)
+    def commit_episodes(
+        self, hub: str, episodes: list[EpisodeRows], **options: Any
+    ) -> list[BaseException | None]:
+        def poisoned(rows: EpisodeRows) -> bool:
+            instance = rows.instance
+            return instance.instance_id.startswith("poison") and (
+                instance.status != "Failed"
+            )
+
+        healthy = [rows for rows in episodes if not poisoned(rows)]
+        errors = iter(super().commit_episodes(hub, healthy, **options))
+        injected = sqlite3.OperationalError("disk I/O error (injected)")
+        return [injected if poisoned(rows) else next(errors) for rows in episodes]
 
 
 @pytest.fixture(autouse=True)
@@ -140,3 +142,46 @@ def test_dead_episode_process_is_replaced_and_its_instance_fails(
             what="a new episode process to complete the next instance",
             detail=lambda: str(status(store, healthy)),
         )
+
+
+class DiesAfterItsFirstCommit:
+    """One episode process whose first batch commits, then dies before it reports."""
+
+    processes = 1
+
+    def __init__(self, store: HubStore) -> None:
+        self.store = store
+        self.died = False
+
+    def run(self, batch: EpisodeBatch) -> list[EpisodeReport]:
+        reports = run_batch(crash_app(), self.store, batch)
+        if not self.died:
+            self.died = True
+            raise RuntimeError("the episode process died: EOFError()")
+        return reports
+
+    def stop(self) -> None:
+        pass
+
+
+def test_messages_a_dead_process_committed_but_never_reported_are_delivered(
+    tmp_path: Path,
+) -> None:
+    """The parent's first episode stores its child's start, then its process
+    dies; the runtime finds the stored start, so the child and then the
+    parent complete."""
+    store = HubStore(tmp_path / "runtime.sqlite3")
+    parent = unique("parent")
+    processes: Any = DiesAfterItsFirstCommit(store)
+    for worker in running_worker(store, processes):
+        worker.start_instance("echo_parent", parent, '"p"')
+        wait_until(
+            lambda: status(store, parent) == "Completed",
+            timeout=30,
+            what="the parent to complete through its child",
+            detail=lambda: str(status(store, parent)),
+        )
+        finished = store.get_instance(HUB, parent)
+
+    assert processes.died
+    assert finished is not None and json.loads(finished.output or "null") == "p"

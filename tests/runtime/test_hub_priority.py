@@ -10,13 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from duralane.runtime.app import AppIndex
+from duralane.runtime.batches import EpisodeBatch, EpisodeReport
 from duralane.runtime.config import load_host_config
-from duralane.runtime.engine import (
-    EpisodeJob,
-    EpisodeOutcome,
-    EpisodeProcesses,
-    HubWorker,
-)
+from duralane.runtime.engine import EpisodeProcesses, HubWorker
 from duralane.runtime.hubstore import HubStore
 from duralane.urgency import Urgency
 from tests.runtime.harness import unique, wait_until
@@ -65,10 +61,10 @@ class HeldProcess:
         self.running = threading.Event()
         self.go = threading.Event()
 
-    def run(self, jobs: list[EpisodeJob]) -> list[EpisodeOutcome]:
+    def run(self, batch: EpisodeBatch) -> list[EpisodeReport]:
         self.running.set()
         self.go.wait(10)
-        self.ran.append(str(jobs[0]))
+        self.ran.append(batch.hub)
         return []
 
 
@@ -81,8 +77,8 @@ def test_an_idle_episode_process_goes_to_the_highest_priority_batch() -> None:
     processes._lender.add(held)  # type: ignore[arg-type]
 
     def batch(name: str, priority: int) -> threading.Thread:
-        job: Any = [name]
-        thread = threading.Thread(target=processes.run, args=(job, priority))
+        job = EpisodeBatch("unused.sqlite3", name, [], 0.0, priority)
+        thread = threading.Thread(target=processes.run, args=(job,))
         thread.start()
         return thread
 

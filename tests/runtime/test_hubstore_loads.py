@@ -39,8 +39,9 @@ def _raise(store: HubStore, instance_id: str, name: str, visible_at: float) -> N
 
 
 def test_a_batch_load_matches_single_loads_message_for_message(tmp_path: Path) -> None:
-    """Due messages per instance in stored order, later ones left out, and an
-    id with messages but no instance loads as None with its messages."""
+    """Due messages per instance in stored order, later ones left out but for
+    when they come due, and an id with messages but no instance loads as None
+    with its messages."""
     store = HubStore(tmp_path / "runtime.sqlite3")
     now = time.time()
     try:
@@ -77,6 +78,7 @@ def test_a_batch_load_matches_single_loads_message_for_message(tmp_path: Path) -
     assert batch[3].instance is None and names(3) == ["nobody"]
     assert batch[4].instance is not None and names(4) == [started]
     assert [m.id for m in batch[2].pending] == sorted(m.id for m in batch[2].pending)
+    assert [loaded.next_due for loaded in batch] == [now + 3600, *[None] * 4]
 
 
 def test_creating_over_a_finished_instance_starts_it_afresh(tmp_path: Path) -> None:
@@ -115,41 +117,44 @@ def test_creating_over_a_finished_instance_starts_it_afresh(tmp_path: Path) -> N
     ]
 
 
-def test_a_new_instance_loads_its_empty_history_without_reading_the_file(
+def test_a_batch_load_reads_every_history_in_one_statement_and_sees_commits(
     tmp_path: Path,
 ) -> None:
-    """Creating an instance caches its empty history; its first load has none
-    to read, and an episode's commit extends what the next load sees."""
+    """Three statements load any number of instances, histories included, and
+    a load after an episode's commit sees the events it stored."""
     store = HubStore(tmp_path / "runtime.sqlite3")
     now = time.time()
+    ids = [f"fresh-{n}" for n in range(5)]
     statements: list[str] = []
     try:
-        _create(store, "fresh-a", now)
+        for instance_id in ids:
+            _create(store, instance_id, now)
         store._connection().set_trace_callback(statements.append)
-        first = store.load(HUB, "fresh-a", now + 1)
+        first = store.load_many(HUB, ids, now + 1)
         store._connection().set_trace_callback(None)
 
-        assert first.instance is not None
         moment = datetime.fromtimestamp(now + 1).astimezone()
-        store.commit_episode(
-            HUB,
-            EpisodeResult(
-                instance=first.instance,
-                consumed=[m.id for m in first.pending if m.id is not None],
-                new_history=[event(EventType.ORCHESTRATOR_STARTED, moment)],
-            ),
-        )
-        _raise(store, "fresh-a", "next", now + 1)
-        second = store.load(HUB, "fresh-a", now + 2)
+        for loaded in first[:2]:
+            assert loaded.instance is not None
+            store.commit_episode(
+                HUB,
+                EpisodeResult(
+                    instance=loaded.instance,
+                    consumed=[m.id for m in loaded.pending if m.id is not None],
+                    new_history=[event(EventType.ORCHESTRATOR_STARTED, moment)],
+                ),
+            )
+        second = store.load_many(HUB, ids, now + 2)
     finally:
         store.stop_writer()
         store.close()
 
-    assert first.history == []
-    assert not [s for s in statements if "FROM history" in s], statements
-    assert [e["EventType"] for e in map(json.loads, second.history)] == [
-        EventType.ORCHESTRATOR_STARTED
-    ]
+    reads = [s for s in statements if s.startswith("SELECT")]
+    assert len(reads) == 3, reads
+    assert [loaded.history for loaded in first] == [[]] * 5
+    started = [e["EventType"] for e in map(json.loads, second[0].history)]
+    assert started == [EventType.ORCHESTRATOR_STARTED]
+    assert [len(loaded.history) for loaded in second] == [1, 1, 0, 0, 0]
 
 
 def test_a_fan_out_episode_stores_its_thousand_rows_of_each_kind_in_order(

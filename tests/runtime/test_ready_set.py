@@ -53,3 +53,17 @@ def test_release_with_more_work_makes_the_instance_ready_again() -> None:
     ready.release("busy", again=True)
 
     assert ready.take(1, now=1.0) == ["busy"]
+
+
+def test_a_take_in_parts_leaves_a_share_for_each_other_taker() -> None:
+    """Two idle processes split five ready instances three and two, not five
+    and none; the limit still caps a share."""
+    ready = ReadySet(Signal())
+    for name in ("a", "b", "c", "d", "e"):
+        ready.add(name, 0.0, now=1.0)
+
+    assert ready.take(10, now=1.0, parts=2) == ["a", "b", "c"]
+    assert ready.take(10, now=1.0, parts=1) == ["d", "e"]
+    for name in ("f", "g", "h", "i"):
+        ready.add(name, 0.0, now=1.0)
+    assert ready.take(1, now=1.0, parts=2) == ["f"]

@@ -35,3 +35,13 @@ def process_killer(context: df.DurableOrchestrationContext) -> Generator[Any, An
 def echo(value: Any) -> Any:
     """Return the input unchanged."""
     return value
+
+
+@app.orchestration_trigger(context_name="context")
+def echo_parent(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    """Runs echo_orchestrator as a sub-orchestration: its start is a message
+    to another instance, stored by the parent's episode."""
+    result = yield context.call_sub_orchestrator(
+        "echo_orchestrator", context.get_input()
+    )
+    return result

@@ -45,3 +45,14 @@ def sleeper_orchestrator(context: df.DurableOrchestrationContext):
     yield context.create_timer(fire_at)
     marker = yield context.call_activity("record", request["marker"])
     return marker
+
+
+@app.orchestration_trigger(context_name="context")
+def timer_and_event_orchestrator(context: df.DurableOrchestrationContext):
+    """Waits for a durable timer and an external event named 'go', both."""
+    request = context.get_input()
+    fire_at = context.current_utc_datetime + timedelta(seconds=request["seconds"])
+    timer = context.create_timer(fire_at)
+    go = context.wait_for_external_event("go")
+    yield context.task_all([timer, go])
+    return request["marker"]
