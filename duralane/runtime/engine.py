@@ -681,7 +681,14 @@ class HubWorker:
     def _rescan(self) -> None:
         """Rebuild the ready set from the store, as at startup."""
         now = self.clock()
-        for instance_id, visible_at in self.store.due_instances(self.hub):
+        try:
+            due = self.store.due_instances(self.hub)
+        except Exception:
+            # The batch's own retries will find their instances' messages;
+            # only what it sent to other instances waits for the next rescan.
+            logger.exception("could not rescan hub %s for ready instances", self.hub)
+            return
+        for instance_id, visible_at in due:
             self._ready.add(instance_id, visible_at, now, wake=False)
         self._activity_signal.set()
 
