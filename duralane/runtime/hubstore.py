@@ -18,7 +18,6 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -713,15 +712,6 @@ class HubStore:
             hub=hub,
         )
 
-    def delete_messages(self, ids: list[int], *, hub: str | None = None) -> None:
-        """Remove messages that can never be delivered."""
-        self.write_and_wait(
-            lambda db: db.executemany(
-                "DELETE FROM messages WHERE id=?", [(i,) for i in ids]
-            ),
-            hub=hub,
-        )
-
     def due_instances(self, hub: str) -> list[tuple[str, float]]:
         """Every instance with a stored message and when its earliest one is due.
 
@@ -942,16 +932,6 @@ class HubStore:
             for row in rows
         ]
 
-    def complete_activities(
-        self, hub: str, completions: list[tuple[ActivityWork, Message]]
-    ) -> None:
-        """Replace finished activity work with its completion messages, atomically."""
-        done: Future[None] = Future()
-        self.submit_completions(
-            hub, completions, lambda: done.set_result(None), done.set_exception
-        )
-        done.result()
-
     def submit_completions(
         self,
         hub: str,
@@ -970,18 +950,6 @@ class HubStore:
                     self._insert_messages(db, hub, [MessageRow.of(message)])
 
         self.write(apply, after, failed, hub=hub)
-
-    def counts(self, hub: str) -> dict[str, int]:
-        """Backlog figures for logs and health: due messages and queued activities."""
-        db = self._connection()
-        now = time.time()
-        messages = db.execute(
-            "SELECT COUNT(*) FROM messages WHERE hub=? AND visible_at<=?", (hub, now)
-        ).fetchone()[0]
-        activities = db.execute(
-            "SELECT COUNT(*) FROM activities WHERE hub=?", (hub,)
-        ).fetchone()[0]
-        return {"dueMessages": messages, "queuedActivities": activities}
 
     # Timer triggers
 
