@@ -3,13 +3,14 @@
 Each hub gets its own bounded pools, so a flood in one hub never takes the
 slots reserved for another. Which instances have work is kept in memory (see
 ReadySet); dispatchers are threads that sleep until a commit makes work ready
-or the next timer is due. Episodes replay in episode processes (see
-EpisodeProcess) or, with none configured, on the hub's pool; activities run on
-the pool, async ones on the runtime's one long-lived event loop, or a hub's own
-loop above priority 0. All writes go through the store's writer thread, and the
-writer and the episode processes serve hubs by priority; while more urgent work
-is starting, a hub's episodes and activities wait briefly (duralane.urgency).
-docs/runtime.md has the whole picture.
+or the next timer is due. Episodes run in batches, each loaded, replayed and
+committed by an episode process (see EpisodeProcess and
+duralane.runtime.batches) or, with none configured, on the hub's pool;
+activities run on the pool, async ones on the runtime's one long-lived event
+loop, or a hub's own loop above priority 0. Every other write goes through the
+store's writer thread. The writer and the episode processes serve hubs by
+priority; while more urgent work is starting, a hub's episodes and activities
+wait briefly (duralane.urgency). docs/runtime.md has the whole picture.
 """
 
 from __future__ import annotations
