@@ -161,6 +161,9 @@ class Runtime:
         self._api: HttpApi | None = None
         self._in_process: InProcessStarts | None = None
         self._stopping = asyncio.Event()
+        # Set once every hub runs: the port is bound before that (the hubs'
+        # durable clients need it), and requests that come early wait for it.
+        self.started = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
         self._queue_triggers: dict[str, list[ServiceBusTrigger]] = {}
 
@@ -177,6 +180,7 @@ class Runtime:
             ThreadPoolExecutor(START_THREADS, thread_name_prefix="start")
         )
         self._stopping = asyncio.Event()
+        self.started = asyncio.Event()
         timers, queue_triggers = self._build_triggers()
         self._ensure_queues()
         await self._serve_http()
@@ -211,6 +215,7 @@ class Runtime:
         for name, loop in loops:
             running = supervise(name, loop, self._stopping)
             self._background.append(asyncio.create_task(running))
+        self.started.set()
         self._log_functions()
 
     def _build_triggers(self) -> tuple[list[TimerTrigger], list[ServiceBusTrigger]]:

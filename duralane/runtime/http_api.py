@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,9 @@ FORWARDED_HEADER = "X-Duralane-Forwarded-By"
 # Bounds on a call passed on to a peer; past them the caller gets a 502. A
 # start that waits for its instance (?timeout=) waits at most this long.
 PEER_CALL_SECONDS = 120.0
+# How long a request that arrives while the runtime starts waits for it: the
+# episode processes' import of the app, bounded at startup by 120 s.
+STARTUP_WAIT_SECONDS = 150.0
 PEER_CONNECT_SECONDS = 10.0
 ROUTE_PARAMETER = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}?]*)?(\?)?\}")
 
@@ -142,12 +146,29 @@ class HttpApi:
 
     def application(self) -> web.Application:
         """The aiohttp app with every route of the runtime."""
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(
+            client_max_size=64 * 1024 * 1024, middlewares=[self._after_startup]
+        )
         app.router.add_route("*", WEBHOOK_PREFIX + "/{tail:.*}", self.durable_api)
         app.router.add_route("*", QUEUE_PREFIX + "/{tail:.*}", self.queue_api)
         app.router.add_route("*", "/api/{tail:.*}", self.http_trigger)
         app.router.add_route("GET", "/", self.root)
         return app
+
+    @web.middleware
+    async def _after_startup(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]
+    ) -> Any:
+        """Hold a request that arrives before every hub runs, instead of a 404."""
+        started = self.runtime.started
+        if not started.is_set():
+            try:
+                await asyncio.wait_for(started.wait(), STARTUP_WAIT_SECONDS)
+            except TimeoutError:
+                return error_response(
+                    503, "the runtime is still starting; try again shortly"
+                )
+        return await handler(request)
 
     async def root(self, request: web.Request) -> web.Response:
         """A tiny landing answer so a browser pointed at the port sees something."""
