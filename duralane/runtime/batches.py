@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 
 from duralane.runtime.app import AppIndex
 from duralane.runtime.episode import Instance, fail_instance, run_episode
-from duralane.runtime.hubstore import EpisodeRows, HubStore, LoadedInstance, OwnerGone
+from duralane.runtime.hubstore import (
+    EpisodeRows,
+    HubStore,
+    LoadedInstance,
+    OwnerGone,
+    RunReplaced,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +203,9 @@ def _commit(
     for (report, _), error in zip(stored, errors, strict=True):
         if error is None:
             report.ran = True
+        elif isinstance(error, RunReplaced):
+            # Nothing to retry: the new run's start makes the instance ready.
+            logger.info("%s in hub %s", error, batch.hub)
         else:
             report.crash = _formatted(error)
 

@@ -122,6 +122,9 @@ class EpisodeResult:
     finished: bool = False
     ran_orchestrator: bool = False
     error: str | None = None
+    # The execution the episode loaded (continue-as-new changes the
+    # instance's): its commit must not land on a run started since.
+    loaded_execution_id: str | None = None
 
 
 def parse_history_timestamp(text: str) -> datetime:
@@ -275,6 +278,7 @@ def run_episode(
         instance=instance,
         consumed=[m.id for m in chosen + stale if m.id is not None],
         new_history=[],
+        loaded_execution_id=instance.execution_id,
     )
     chosen = [m for m in chosen if m.execution_id in (None, instance.execution_id)]
     if not chosen:
@@ -320,6 +324,7 @@ def fail_instance(
         instance=instance,
         consumed=[m.id for m in pending if m.id is not None],
         new_history=[],
+        loaded_execution_id=instance.execution_id,
     )
     if instance.status in TERMINAL_STATUSES:
         return result

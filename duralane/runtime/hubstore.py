@@ -107,6 +107,14 @@ UPSERT_COLUMNS = ", ".join(
     for name in INSTANCE_COLUMNS.split(", ")
     if name != "instance_id"
 )
+# An episode's update of its instance, only while the row is still the run the
+# episode loaded: a finished instance can be started afresh, or purged, while
+# an episode of a late message holds it.
+EPISODE_UPDATE = (
+    "UPDATE instances SET "
+    + ", ".join(f"{name} = ?" for name in INSTANCE_COLUMNS.split(", ")[1:])
+    + " WHERE hub=? AND instance_id=? AND execution_id=?"
+)
 # A history row holds one episode's new events, their JSON texts joined by a
 # newline, which json.dumps never writes inside a text; seq is the index of
 # the row's first event. One row per event cost the writer a statement step
@@ -125,6 +133,16 @@ Apply = Callable[[sqlite3.Connection], Any]
 
 class OwnerGone(Exception):
     """An episode process outlived the runtime that gave it work: it must not write."""
+
+
+class RunReplaced(Exception):
+    """The instance was started afresh or purged while an episode of it ran."""
+
+    def __init__(self, instance_id: str, execution_id: str) -> None:
+        super().__init__(
+            f"instance {instance_id} no longer runs execution {execution_id}: "
+            "it was started afresh or purged; the episode's changes were dropped"
+        )
 
 
 class InstanceExists(Exception):
@@ -243,7 +261,8 @@ class EpisodeRows:
     """
 
     instance: InstanceRow
-    # Events stored for the execution when the episode loaded it.
+    # The execution the episode loaded, and how many events it had stored.
+    loaded_execution_id: str
     history_base: int
     consumed: list[int]
     history: list[str]
@@ -260,6 +279,8 @@ class EpisodeRows:
     def of(cls, result: EpisodeResult) -> EpisodeRows:
         return cls(
             instance=InstanceRow.of(result.instance),
+            loaded_execution_id=result.loaded_execution_id
+            or result.instance.execution_id,
             history_base=result.instance.history_length,
             consumed=result.consumed,
             history=[json.dumps(event) for event in result.new_history],
@@ -819,7 +840,8 @@ class HubStore:
         still_owner: Callable[[], bool] | None = None,
     ) -> list[BaseException | None]:
         """Store each episode's changes atomically, all in one transaction if
-        they can be, and delete the drop messages; each episode's error.
+        they can be, and delete the drop messages; each episode's error, a
+        RunReplaced for one whose run was replaced meanwhile (it stores nothing).
 
         This thread writes, not the store's writer: episode processes commit
         their own batches. still_owner runs once the write lock is held; if it
@@ -835,10 +857,12 @@ class HubStore:
             if drop:
                 marks = ",".join("?" * len(drop))
                 db.execute(f"DELETE FROM messages WHERE id IN ({marks})", drop)
-            for rows in episodes:
-                self._apply_episode(db, hub, rows)
+            outcomes: list[BaseException | None] = [
+                None if self._apply_episode(db, hub, rows) else _replaced(rows)
+                for rows in episodes
+            ]
             db.execute("COMMIT")
-            return [None] * len(episodes)
+            return outcomes
         except OwnerGone:
             db.execute("ROLLBACK")
             raise
@@ -865,27 +889,37 @@ class HubStore:
 
     def _apply_episode(
         self, db: sqlite3.Connection, hub: str, rows: EpisodeRows
-    ) -> None:
-        """Write one episode's rows inside the caller's transaction."""
+    ) -> bool:
+        """Write one episode's rows inside the caller's transaction; False,
+        writing nothing, if its instance no longer runs the loaded execution."""
         instance_id = rows.instance.instance_id
+        # The instance was held since its load, so nothing else has appended
+        # to its history; a restart (continue-as-new) starts it again at 0.
+        length = 0 if rows.reset_history else rows.history_base
+        updated = db.execute(
+            EPISODE_UPDATE,
+            (
+                *rows.instance[1:],
+                length + len(rows.history),
+                hub,
+                instance_id,
+                rows.loaded_execution_id,
+            ),
+        )
+        if updated.rowcount == 0:
+            return False
         # A finished or restarted instance loses all its messages below.
         if rows.consumed and not (rows.finished or rows.reset_history):
             marks = ",".join("?" * len(rows.consumed))
             db.execute(f"DELETE FROM messages WHERE id IN ({marks})", rows.consumed)
         if rows.reset_history:
             _delete_rows_of(db, hub, instance_id, "history", "activities", "messages")
-            length = 0
-        else:
-            # The instance was held since its load, so nothing else has
-            # appended to its history.
-            length = rows.history_base
         if rows.history:
             # One row per episode: its events' JSON texts, one per line.
             db.execute(
                 "INSERT INTO history (hub, instance_id, seq, event) VALUES (?,?,?,?)",
                 (hub, instance_id, length, HISTORY_LINES.join(rows.history)),
             )
-        self._write_instance(db, hub, rows.instance, length + len(rows.history))
         for child in rows.children:
             self._clear_finished(db, hub, child.instance_id)
             self._write_instance(db, hub, child)
@@ -903,6 +937,7 @@ class HubStore:
                 "task_id, name, input, meta) VALUES (?,?,?,?,?,?,?)",
                 [(hub, *work) for work in rows.activities],
             )
+        return True
 
     # Activities
 
@@ -1015,6 +1050,10 @@ class HubStore:
             .fetchall()
         )
         return [text for (lines,) in rows for text in lines.split(HISTORY_LINES)]
+
+
+def _replaced(rows: EpisodeRows) -> RunReplaced:
+    return RunReplaced(rows.instance.instance_id, rows.loaded_execution_id)
 
 
 def _delete_rows_of(

@@ -17,10 +17,11 @@ from duralane.runtime.episode import (
     EpisodeResult,
     Instance,
     Message,
+    run_episode,
     started_event,
 )
 from duralane.runtime.history import EventType, event
-from duralane.runtime.hubstore import HubStore, InstanceExists
+from duralane.runtime.hubstore import HubStore, InstanceExists, RunReplaced
 
 HUB = "LoadHub"
 
@@ -310,3 +311,47 @@ def test_starts_awaited_on_a_loop_settle_together_and_a_taken_id_refuses_alone(
     assert isinstance(outcomes[2], asyncio.CancelledError)
     assert all(instance is not None for instance in statuses.values())
     assert wake_ups == 1
+
+
+def test_an_episode_of_a_run_replaced_meanwhile_stores_nothing(tmp_path: Path) -> None:
+    """A late event's episode of a finished instance, loaded before the id was
+    started afresh and committed after, leaves the new run's row and start."""
+    store = HubStore(tmp_path / "runtime.sqlite3")
+    now = time.time()
+    try:
+        _create(store, "stale-a", now)
+        loaded = store.load(HUB, "stale-a", now + 1)
+        assert loaded.instance is not None
+        loaded.instance.status = "Completed"
+        moment = datetime.fromtimestamp(now + 1).astimezone()
+        store.commit_episode(
+            HUB,
+            EpisodeResult(
+                instance=loaded.instance,
+                consumed=[m.id for m in loaded.pending if m.id is not None],
+                new_history=[event(EventType.EXECUTION_COMPLETED, moment)],
+                finished=True,
+            ),
+        )
+        _raise(store, "stale-a", "late", now + 1)
+        late = store.load(HUB, "stale-a", now + 2)
+        assert late.instance is not None and late.pending
+
+        fresh = Instance("stale-a", "echo", "exec-2", input='"y"', created_at=now + 2)
+        fresh_moment = datetime.fromtimestamp(now + 2).astimezone()
+        started = Message("stale-a", started_event(fresh, fresh_moment), now + 2)
+        store.create_instance(HUB, fresh, started)
+        with pytest.raises(RunReplaced):
+            store.commit_episode(
+                HUB, run_episode(late.instance, [], late.pending, None, now + 3)
+            )
+        after = store.load(HUB, "stale-a", now + 4)
+    finally:
+        store.stop_writer()
+        store.close()
+
+    assert after.instance is not None
+    assert (after.instance.execution_id, after.instance.status) == ("exec-2", "Pending")
+    assert [m.event["EventType"] for m in after.pending] == [
+        EventType.EXECUTION_STARTED
+    ]
