@@ -12,6 +12,7 @@ import importlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from dateutil.parser import parse as dateutil_parse
@@ -177,3 +178,21 @@ def test_executor_reuse_stays_off_on_an_sdk_without_namedtuple(
 
     assert not episode.install_executor_reuse()
     assert sdk_executor.namedtuple is other
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 12, 3, 18, 50, 52, 123456, tzinfo=UTC),
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2026, 3, 29, 2, 30, 0, 5, tzinfo=ZoneInfo("Europe/Berlin")),
+        datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=ZoneInfo("Asia/Kolkata")),
+    ],
+)
+def test_history_timestamps_are_written_as_strftime_writes_them(
+    moment: datetime,
+) -> None:
+    """The fast formatting gives the text the SDK has always been sent."""
+    expected = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert utc_text(moment) == expected
+    assert utc_text(moment) == expected
