@@ -10,7 +10,6 @@ processes the same code runs on the hub's pool in the runtime's process.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -146,9 +145,10 @@ def _episode_rows(
         )
     else:
         entry = index.orchestrators.get(instance.name)
-        history = [json.loads(text) for text in loaded.history]
         handle = entry.call if entry else None
-        result = run_episode(instance, history, loaded.pending, handle, batch.now)
+        result = run_episode(
+            instance, loaded.history, loaded.pending, handle, batch.now
+        )
     rows = EpisodeRows.of(result)
     _describe(report, loaded, rows)
     return rows

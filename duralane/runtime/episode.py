@@ -17,6 +17,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ logger = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Terminated"})
 OUT_OF_PROC_MARKER = "$OutOfProcData$:"
+# event() writes these three keys first, so a stored event is marked as played
+# without decoding it (see played_text).
+UNPLAYED_PREFIX = re.compile(
+    r'\{"EventType": -?\d+, "EventId": -?\d+, "IsPlayed": false'
+)
 UNSUPPORTED_ACTIONS = {
     ActionType.CALL_ENTITY: "durable entities",
     ActionType.SIGNAL_ENTITY: "durable entities",
@@ -261,12 +267,16 @@ def choose_messages(instance: Instance, pending: list[Message]) -> list[Message]
 
 def run_episode(
     instance: Instance,
-    history: list[Event],
+    history: list[str],
     pending: list[Message],
     handle: OrchestratorHandle | None,
     now: float,
 ) -> EpisodeResult:
-    """Apply the pending messages to one instance and return what changed."""
+    """Apply the pending messages to one instance and return what changed.
+
+    The history is the execution's events as stored, one JSON text each: the
+    replay passes them on to the SDK without decoding them.
+    """
     moment = datetime.fromtimestamp(now).astimezone()
     chosen = choose_messages(instance, pending)
     stale = [
@@ -484,7 +494,7 @@ def _take_id(instance: Instance) -> int:
 
 def _replay(
     result: EpisodeResult,
-    history: list[Event],
+    history: list[str],
     new_events: list[Event],
     handle: OrchestratorHandle,
     moment: datetime,
@@ -492,20 +502,9 @@ def _replay(
 ) -> EpisodeResult:
     """Run the orchestrator over old and new events and act on what it returns."""
     instance = result.instance
-    for old in history:
-        old["IsPlayed"] = True
-    context = {
-        "history": history + new_events,
-        "input": instance.input,
-        "instanceId": instance.instance_id,
-        "isReplaying": bool(history),
-        "parentInstanceId": instance.parent_instance_id,
-        "upperSchemaVersion": 1,
-        "upperSchemaVersionNew": 2,
-    }
     result.ran_orchestrator = True
     try:
-        state = json.loads(handle(json.dumps(context)))
+        state = json.loads(handle(_context_text(instance, history, new_events)))
     except Exception as exc:
         cause = exc.__cause__ or exc
         message = str(cause) or type(cause).__name__
@@ -571,6 +570,35 @@ def _replay(
     new_events.append(event(EventType.ORCHESTRATOR_COMPLETED, moment))
     result.new_history = new_events
     return result
+
+
+def _context_text(
+    instance: Instance, history: list[str], new_events: list[Event]
+) -> str:
+    """The orchestration context the SDK replays, as the host sends it, in JSON."""
+    events = [played_text(text) for text in history]
+    events.extend(json.dumps(new) for new in new_events)
+    fields = json.dumps(
+        {
+            "input": instance.input,
+            "instanceId": instance.instance_id,
+            "isReplaying": bool(history),
+            "parentInstanceId": instance.parent_instance_id,
+            "upperSchemaVersion": 1,
+            "upperSchemaVersionNew": 2,
+        }
+    )
+    return '{"history": [' + ", ".join(events) + "], " + fields[1:]
+
+
+def played_text(stored: str) -> str:
+    """A stored event's JSON text with IsPlayed true, as a replay shows it."""
+    prefix = UNPLAYED_PREFIX.match(stored)
+    if prefix is not None:
+        return prefix.group()[: -len("false")] + "true" + stored[prefix.end() :]
+    played = json.loads(stored)
+    played["IsPlayed"] = True
+    return json.dumps(played)
 
 
 def _start_action(

@@ -71,17 +71,18 @@ def replay_clock_orchestrator() -> list[str]:
     handle = clock_app().orchestrators["clock_orchestrator"].call
     instance = Instance("clock-1", "clock_orchestrator", "e1", input="null")
     started = started_event(instance, datetime.fromtimestamp(START).astimezone())
-    history: list[dict[str, object]] = []
+    history: list[str] = []
     outputs: list[str] = []
 
     def episode_at(now: float, message: dict[str, object], number: int) -> None:
         pending = [Message("clock-1", message, now, "e1", id=number)]
         result = run_episode(instance, list(history), pending, handle, now)
-        history.extend(json.loads(json.dumps(e)) for e in result.new_history)
+        history.extend(json.dumps(e) for e in result.new_history)
         outputs.append(json.dumps([result.new_history, instance.output]))
 
     episode_at(START, started, 1)
-    fired = next(e for e in history if e["EventType"] == EventType.TIMER_CREATED)
+    events = [json.loads(text) for text in history]
+    fired = next(e for e in events if e["EventType"] == EventType.TIMER_CREATED)
     moment = datetime.fromtimestamp(START + 2).astimezone()
     timer = event(EventType.TIMER_FIRED, moment, TimerId=0, FireAt=fired["FireAt"])
     episode_at(START + 2, timer, 2)
@@ -196,3 +197,20 @@ def test_history_timestamps_are_written_as_strftime_writes_them(
     expected = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert utc_text(moment) == expected
     assert utc_text(moment) == expected
+
+
+def test_stored_events_are_replayed_as_played_with_their_fields_intact() -> None:
+    """A stored event reaches the SDK with IsPlayed true and nothing else changed,
+    on the fast path and on the decoding one for a text event() did not write."""
+    moment = datetime(2026, 12, 3, 18, 50, 52, tzinfo=UTC)
+    written = event(
+        EventType.TASK_COMPLETED,
+        moment,
+        TaskScheduledId=3,
+        Result=json.dumps({"IsPlayed": False, "note": '"IsPlayed": false'}),
+    )
+    reordered = {"Timestamp": utc_text(moment), **written}
+
+    for stored in (json.dumps(written), json.dumps(reordered)):
+        played = json.loads(episode.played_text(stored))
+        assert played == {**json.loads(stored), "IsPlayed": True}
