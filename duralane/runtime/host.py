@@ -30,6 +30,7 @@ from duralane.runtime.config import (
     process_count,
     resolve_setting_reference,
 )
+from duralane.runtime.datadir import DataDirInUse, DataDirLock
 from duralane.runtime.engine import (
     EpisodeProcesses,
     HubWorker,
@@ -142,6 +143,10 @@ class Runtime:
         self.default_hub = self.host_config.hub_name
         self.peers = self._checked_peers(options.peers)
         options.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._data_dir_lock = DataDirLock.take(options.data_dir)
+        except DataDirInUse as exc:
+            raise RuntimeConfigError(str(exc)) from exc
         self.hub_store = HubStore(options.data_dir / "runtime.sqlite3")
         self.queues = ServiceBusQueueStore(options.data_dir / "queues.sqlite3")
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -268,6 +273,7 @@ class Runtime:
         self.queues.close()
         await asyncio.to_thread(self.hub_store.stop_writer)
         self.hub_store.close()
+        self._data_dir_lock.release()
 
     async def serve_forever(self) -> None:
         """Run until SIGINT or SIGTERM, then stop cleanly."""

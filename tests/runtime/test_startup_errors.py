@@ -151,3 +151,33 @@ def test_an_unexpected_crash_is_one_line_and_keeps_its_trace_in_the_data_dir(
     assert "KeyError" in error and "crash.log" in error, error
     assert "Traceback" not in error
     assert "in crash" in (data_dir / "crash.log").read_text()
+
+
+def test_a_second_runtime_on_a_data_directory_in_use_refuses_until_the_first_dies(
+    tmp_path: Path,
+) -> None:
+    """Two runtimes on one directory would both run its hubs, queues and timers:
+    the second refuses, naming the first, and a killed first leaves no lock."""
+    app = _write_app(
+        tmp_path / "app",
+        "shared_dir_app",
+        TIMER_APP.format(schedule="0 0 * * * *"),
+        {},
+    )
+    data_dir = tmp_path / "data"
+    first = RuntimeProcess(app, data_dir).start()
+    try:
+        assert first.process is not None
+        line = _failure(app, data_dir)
+
+        assert "in use by another runtime" in line, line
+        assert f"pid {first.process.pid}" in line, line
+    finally:
+        first.kill()
+
+    after_the_kill = RuntimeProcess(app, data_dir)
+    try:
+        after_the_kill.start()
+    finally:
+        code = after_the_kill.stop()
+    assert code == 0, after_the_kill.log()
