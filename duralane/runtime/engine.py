@@ -29,7 +29,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -553,7 +553,7 @@ class HubWorker:
             created_at=now,
             updated_at=now,
         )
-        moment = datetime.fromtimestamp(now).astimezone()
+        moment = datetime.fromtimestamp(now, UTC)
         started = Message(
             instance_id=instance.instance_id,
             execution_id=instance.execution_id,
@@ -565,7 +565,7 @@ class HubWorker:
     def send_control(self, instance_id: str, kind: EventType, **fields: Any) -> None:
         """Queue a control event (raise, terminate, suspend, resume) for an instance."""
         now = self.clock()
-        moment = datetime.fromtimestamp(now).astimezone()
+        moment = datetime.fromtimestamp(now, UTC)
         message = Message(
             instance_id=instance_id,
             event=event(kind, moment, **fields),
@@ -848,7 +848,7 @@ class HubWorker:
         output: Any = None,
         error: Exception | None = None,
     ) -> None:
-        moment = datetime.fromtimestamp(self.clock()).astimezone()
+        moment = datetime.fromtimestamp(self.clock(), UTC)
         elapsed_ms = (time.perf_counter() - started) * 1000
         if error is None:
             try:

@@ -21,7 +21,7 @@ import re
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from dateutil.parser import parse as _dateutil_parse
@@ -277,7 +277,7 @@ def run_episode(
     The history is the execution's events as stored, one JSON text each: the
     replay passes them on to the SDK without decoding them.
     """
-    moment = datetime.fromtimestamp(now).astimezone()
+    moment = datetime.fromtimestamp(now, UTC)
     chosen = choose_messages(instance, pending)
     stale = [
         m
@@ -329,7 +329,7 @@ def fail_instance(
     instance: Instance, pending: list[Message], now: float, reason: str, details: str
 ) -> EpisodeResult:
     """Fail an instance the runtime could not run, consuming all its messages."""
-    moment = datetime.fromtimestamp(now).astimezone()
+    moment = datetime.fromtimestamp(now, UTC)
     result = EpisodeResult(
         instance=instance,
         consumed=[m.id for m in pending if m.id is not None],
@@ -385,7 +385,7 @@ def _replayable_events(
     if kind in (EventType.TASK_FAILED, EventType.SUB_ORCHESTRATION_FAILED):
         timer_id = _take_id(instance)
         fire_at = now + retry_delay(retry, attempt)
-        fire_text = utc_text(datetime.fromtimestamp(fire_at).astimezone())
+        fire_text = utc_text(datetime.fromtimestamp(fire_at, UTC))
         events.append(
             event(EventType.TIMER_CREATED, moment, timer_id, FireAt=fire_text)
         )
