@@ -462,8 +462,10 @@ class HubWorker:
                 name=f"{hub}-activity-loop",
                 daemon=True,
             )
+        # Counts for the benchmarks, raised from several threads at once.
         self.episodes = 0
         self.activities_run = 0
+        self._counts_lock = threading.Lock()
 
     # Lifecycle
 
@@ -667,9 +669,10 @@ class HubWorker:
                 self.hub,
             )
         if report.ran:
-            self.episodes += report.ran_orchestrator
             with self._crash_lock:
                 self._crashes.pop(instance_id, None)
+            with self._counts_lock:
+                self.episodes += report.ran_orchestrator
             self._log_episode(report)
             for target, visible_at in report.arrived:
                 self._ready.add(target, visible_at, now, wake=False)
@@ -883,7 +886,8 @@ class HubWorker:
             elapsed_ms,
             f": {error}" if error is not None else "",
         )
-        self.activities_run += 1
+        with self._counts_lock:
+            self.activities_run += 1
         message = Message(
             instance_id=work.instance_id,
             execution_id=work.execution_id,
