@@ -48,6 +48,8 @@ logger = logging.getLogger("benchmarks.runtime_throughput")
 
 APP = Path(__file__).resolve().parent / "apps" / "throughput_bench_app.py"
 POLL_SECONDS = 0.02
+# At most 2 s of polls for the counts to settle after the last instance ends.
+SETTLE_POLLS = 100
 WARM_UP = 50
 # Each start waits for its commit, so the concurrent starts cap how much work
 # is in flight. With 8, starts could not keep Duralane busy (its CPU idled at
@@ -196,15 +198,36 @@ async def duralane_workload(
     await asyncio.gather(*(start(n, text) for n, text in enumerate(inputs)))
     await wait_finished(watcher, prefix, len(inputs), time.monotonic() + timeout)
     seconds = time.perf_counter() - started
+    cpu_seconds = runtime_cpu_seconds(runtime) - cpu
+    episodes_now, activities_now = await settled_counts(worker)
     return Workload(
         "duralane",
         name,
         len(inputs),
-        worker.episodes - episodes,
-        worker.activities_run - activities,
+        episodes_now - episodes,
+        activities_now - activities,
         seconds,
-        runtime_cpu_seconds(runtime) - cpu,
+        cpu_seconds,
     )
+
+
+async def settled_counts(worker: HubWorker) -> tuple[int, int]:
+    """The worker's episode and activity counts once the last reports are in.
+
+    The store shows an instance finished as soon as its episode process has
+    committed, a moment before the process reports back and the episode is
+    counted: read at once, the counts missed the last batch now and then.
+    """
+    counts = (worker.episodes, worker.activities_run)
+    unchanged = 0
+    for _ in range(SETTLE_POLLS):
+        await asyncio.sleep(POLL_SECONDS)
+        latest = (worker.episodes, worker.activities_run)
+        unchanged = unchanged + 1 if latest == counts else 0
+        if unchanged == 3:
+            break
+        counts = latest
+    return counts
 
 
 async def run_duralane(count: int, width: int, timeout: float) -> list[Workload]:
