@@ -33,6 +33,23 @@ def _create(store: HubStore, instance_id: str, now: float) -> None:
     store.create_instance(HUB, instance, started)
 
 
+def _complete(store: HubStore, instance_id: str, now: float) -> None:
+    """Run the episode that completes an instance, consuming its due messages."""
+    loaded = store.load(HUB, instance_id, now)
+    assert loaded.instance is not None
+    loaded.instance.status = "Completed"
+    moment = datetime.fromtimestamp(now).astimezone()
+    store.commit_episode(
+        HUB,
+        EpisodeResult(
+            instance=loaded.instance,
+            consumed=[m.id for m in loaded.pending if m.id is not None],
+            new_history=[event(EventType.EXECUTION_COMPLETED, moment)],
+            finished=True,
+        ),
+    )
+
+
 def _raise(store: HubStore, instance_id: str, name: str, visible_at: float) -> None:
     moment = datetime.fromtimestamp(visible_at).astimezone()
     raised = event(EventType.EVENT_RAISED, moment, Name=name, Input='"v"')
@@ -91,17 +108,7 @@ def test_creating_over_a_finished_instance_starts_it_afresh(tmp_path: Path) -> N
         with pytest.raises(InstanceExists):
             _create(store, "create-a", now)
 
-        loaded = store.load(HUB, "create-a", now + 1)
-        assert loaded.instance is not None
-        moment = datetime.fromtimestamp(now + 1).astimezone()
-        loaded.instance.status = "Completed"
-        finished = EpisodeResult(
-            instance=loaded.instance,
-            consumed=[m.id for m in loaded.pending if m.id is not None],
-            new_history=[event(EventType.EXECUTION_COMPLETED, moment)],
-            finished=True,
-        )
-        store.commit_episode(HUB, finished)
+        _complete(store, "create-a", now + 1)
         assert store.load(HUB, "create-a", now + 1).pending == []
         assert len(store.history(HUB, "create-a")) == 1
 
@@ -320,19 +327,7 @@ def test_an_episode_of_a_run_replaced_meanwhile_stores_nothing(tmp_path: Path) -
     now = time.time()
     try:
         _create(store, "stale-a", now)
-        loaded = store.load(HUB, "stale-a", now + 1)
-        assert loaded.instance is not None
-        loaded.instance.status = "Completed"
-        moment = datetime.fromtimestamp(now + 1).astimezone()
-        store.commit_episode(
-            HUB,
-            EpisodeResult(
-                instance=loaded.instance,
-                consumed=[m.id for m in loaded.pending if m.id is not None],
-                new_history=[event(EventType.EXECUTION_COMPLETED, moment)],
-                finished=True,
-            ),
-        )
+        _complete(store, "stale-a", now + 1)
         _raise(store, "stale-a", "late", now + 1)
         late = store.load(HUB, "stale-a", now + 2)
         assert late.instance is not None and late.pending
