@@ -1023,11 +1023,11 @@ class HubStore:
         db: sqlite3.Connection,
         hub: str,
         row: InstanceRow,
-        history_length: int = 0,
         *,
         only_new: bool = False,
     ) -> bool:
-        """Insert or update an instance's row; with only_new, False if it exists."""
+        """Insert or update a new run's row, its history empty; with only_new,
+        False if the instance exists."""
         cursor = db.execute(
             # An upsert, not INSERT OR REPLACE: a replace deletes and
             # re-inserts the row, touching every index.
@@ -1035,7 +1035,7 @@ class HubStore:
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             "ON CONFLICT (hub, instance_id) DO "
             + ("NOTHING" if only_new else f"UPDATE SET {UPSERT_COLUMNS}"),
-            (hub, *row, history_length),
+            (hub, *row, 0),
         )
         return cursor.rowcount > 0
 
